@@ -1,0 +1,92 @@
+"""Reusing tokens: a per-process TTL cache and single-flight first calls."""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["TokenCache", "SingleFlight"]
+
+
+class TokenCache:
+    """Tokens by contact for ``ttl`` seconds, in this process; safe under threads."""
+
+    def __init__(self, ttl: float, *, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._items: dict[Hashable, tuple[float, str]] = {}
+
+    def get(self, key: Hashable) -> str | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        expires, token = item
+        if self.clock() >= expires:
+            with self._lock:
+                if self._items.get(key) is item:
+                    del self._items[key]
+            return None
+        return token
+
+    def set(self, key: Hashable, token: str) -> None:
+        now = self.clock()
+        with self._lock:
+            if len(self._items) >= self.max_entries and key not in self._items:
+                self._items = {k: v for k, v in self._items.items() if v[0] > now}
+                while len(self._items) >= self.max_entries:  # still full: drop the oldest
+                    del self._items[next(iter(self._items))]
+            self._items[key] = (now + self.ttl, token)
+
+    def delete(self, key: Hashable) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+class _Flight:
+    __slots__ = ("done", "result", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: object = None
+        self.error: BaseException | None = None
+
+
+class SingleFlight:
+    """Concurrent calls for one key share the first caller's call and its outcome."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flights: dict[Hashable, _Flight] = {}
+
+    def do(self, key: Hashable, fn: Callable[[], T], *, wait: float) -> T:
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._flights[key] = _Flight()
+        assert flight is not None
+        if not leader:
+            if not flight.done.wait(wait):
+                return fn()  # the leader is stuck beyond its budget: go alone
+            if flight.error is not None:
+                raise flight.error
+            return flight.result  # type: ignore[return-value]
+        try:
+            flight.result = fn()
+            return flight.result  # type: ignore[return-value]
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()

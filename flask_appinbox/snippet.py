@@ -1,0 +1,218 @@
+"""What ``{{ appinbox_script() }}`` and ``{{ appinbox_bell() }}`` render."""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from flask import current_app, g, has_request_context, request
+from markupsafe import Markup, escape
+
+from .config import normalize_language
+
+from jinja2.utils import htmlsafe_json_dumps
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+__all__ = ["appinbox_script", "appinbox_bell", "Snippet", "tojs"]
+
+log = logging.getLogger("flask_appinbox")
+
+_UNSET: Any = object()
+_ATTR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]*")
+
+# eSputnik's loader from its App Inbox documentation, with two changes: the
+# script address comes whole (APPINBOX_SCRIPT_URL), and the script element it
+# inserts carries the page's CSP nonce, so a nonce-only policy works too.
+_LOADER = (
+    "!function (t, e, c, n, o) {var s = e.createElement(c); s.async = 1, s.src = n; if (o) s.nonce = o; "
+    "var r = e.scripts[0]; r.parentNode.insertBefore(s, r); var f = function () {f.c(arguments); }; "
+    "f.q = []; f.c = function () {f.q.push(arguments); }; t['eS'] = t['eS'] || f; }"
+    "(window, document, 'script', %s, %s);"
+)
+
+# getAuthTokenCallback: POSTs {"renew": false} first and {"renew": true} after;
+# resolves to the token ("" for an unknown contact), rejects with an Error otherwise.
+_CALLBACK = (
+    "(function (u, h) {var renew = false; return function () {"
+    "var b = JSON.stringify({renew: renew}); renew = true; "
+    "return fetch(u, {method: \"POST\", credentials: \"same-origin\", cache: \"no-store\", headers: h, body: b})"
+    ".then(function (r) {if (r.status === 404) {return \"\"; } "
+    "if (!r.ok) {throw new Error(\"App Inbox token request failed: HTTP \" + r.status); } "
+    "return r.json().then(function (d) {if (typeof d.token !== \"string\") "
+    "{throw new Error(\"App Inbox token answer has no token\"); } return d.token; }); }); }; })(%s, %s)"
+)
+
+
+def tojs(value: Any) -> str:
+    """JSON for inside a ``<script>``: ``<``, ``>``, ``&`` and ``'`` are escaped."""
+    return str(htmlsafe_json_dumps(value))
+
+
+class Snippet:
+    """The parts of the snippet that do not change per request, built once per app."""
+
+    def __init__(self, settings: Settings, token_path: str, script_src: str) -> None:
+        self.settings = settings
+        self.token_path = token_path  # without the app's SCRIPT_NAME
+        self.script_src = script_src  # absolute URL, or a path without the app's SCRIPT_NAME
+        self.relative_src = script_src.startswith("/")
+        self._src_json = tojs(script_src)
+        self._token_json = tojs(token_path)
+        self._flags_json: dict[tuple[Any, Any, bool], str] = {}
+
+    def flags(self, recoms: bool | None, tracking: bool | None, app_inbox: bool) -> str:
+        key = (recoms, tracking, app_inbox)
+        cached = self._flags_json.get(key)
+        if cached is None:
+            flags: dict[str, bool] = {"APP_INBOX": True} if app_inbox else {}
+            if recoms is not None:
+                flags["RECOMS"] = bool(recoms)
+            if tracking is not None:
+                flags["TRACKING"] = bool(tracking)
+            cached = self._flags_json[key] = tojs(flags)
+        return cached
+
+    def render(
+        self,
+        *,
+        logged_in: bool,
+        language: str,
+        recoms: bool | None,
+        tracking: bool | None,
+        nonce: str | None,
+        script_root: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        """The HTML; ``""`` for a visitor when neither RECOMS nor TRACKING is set."""
+        if not logged_in and recoms is None and tracking is None:
+            return ""
+        attr = f' nonce="{escape(nonce)}"' if nonce else ""
+        src = tojs(script_root + self.script_src) if self.relative_src and script_root else self._src_json
+        html = f"<script{attr}>" + _LOADER % (src, tojs(nonce) if nonce else "null") + "</script>"
+        flags = self.flags(recoms, tracking, logged_in)
+        if not logged_in:
+            return html + f"<script{attr}>eS('init', {flags});</script>"
+        token = tojs(script_root + self.token_path) if script_root else self._token_json
+        head = {"Content-Type": "application/json", "Accept": "application/json"}
+        if headers:
+            head.update(headers)
+        callback = _CALLBACK % (token, tojs(head))
+        return html + (
+            f"<script{attr}>eS('init', {flags}, "
+            f"{{getAuthTokenCallback: {callback}, language: {tojs(language)}}});</script>"
+        )
+
+
+def _state() -> Any:
+    try:
+        return current_app.extensions["appinbox"]
+    except KeyError:
+        raise RuntimeError("Flask-AppInbox is not initialised on this app: call FlaskAppInbox(app) "
+                           "or appinbox.init_app(app)") from None
+
+
+def resolve_nonce(nonce: str | Callable[[], str] | None) -> str | None:
+    """An explicit nonce (string or callable), else Flask-Talisman's ``csp_nonce`` when registered."""
+    if nonce is None:
+        nonce = current_app.jinja_env.globals.get("csp_nonce")  # type: ignore[assignment]
+    if callable(nonce):
+        nonce = nonce()
+    if nonce is None or nonce == "":
+        return None
+    if not isinstance(nonce, str):
+        raise TypeError(f"a CSP nonce must be a string, not {type(nonce).__name__}")
+    return nonce
+
+
+def resolve_language(language: Any, settings: Settings) -> str:
+    """An explicit code, else APPINBOX_LANGUAGE (a code or a callable); ``ValueError`` when not a code."""
+    value = settings.language if language is None else language
+    if callable(value):
+        value = value()
+    return normalize_language(value)
+
+
+def _csrf_headers() -> dict[str, str] | None:
+    """Flask-WTF's CSRF token header, when its CSRFProtect guards this app."""
+    if "csrf" not in current_app.extensions:
+        return None
+    generate = current_app.jinja_env.globals.get("csrf_token")
+    if not callable(generate):
+        return None
+    names = current_app.config.get("WTF_CSRF_HEADERS") or ["X-CSRFToken"]
+    return {str(names[0]): str(generate())}
+
+
+def _logged_in() -> bool:
+    if not hasattr(current_app, "login_manager"):
+        return False
+    from flask_login import current_user
+
+    return bool(current_user.is_authenticated)
+
+
+def appinbox_script(
+    *,
+    language: str | Callable[[], str] | None = None,
+    recoms: bool | None = _UNSET,
+    tracking: bool | None = _UNSET,
+    nonce: str | Callable[[], str] | None = None,
+) -> Markup:
+    """eSputnik's loader and the ``init`` call, for the current user.
+
+    Keyword arguments override the configuration for this render. Renders
+    nothing when App Inbox is disabled, and nothing on a second call in the
+    same request (eSputnik wants ``init`` once per page).
+    """
+    state = _state()
+    settings = state.settings
+    if not settings.enabled:
+        return Markup("")
+    in_request = has_request_context()
+    if in_request and g.get("_appinbox_script_rendered"):
+        log.warning("appinbox_script() called twice in one request; the second call renders nothing "
+                    "(eSputnik's init must run once per page)")
+        return Markup("")
+    logged_in = in_request and _logged_in()
+    recoms = settings.recoms if recoms is _UNSET else recoms
+    tracking = settings.tracking if tracking is _UNSET else tracking
+    if not logged_in and recoms is None and tracking is None:
+        return Markup("")
+    html = state.snippet.render(
+        logged_in=logged_in,
+        language=resolve_language(language, settings) if logged_in else "",
+        recoms=recoms,
+        tracking=tracking,
+        nonce=resolve_nonce(nonce) if in_request or nonce is not None else None,
+        script_root=request.script_root if in_request else "",
+        headers=_csrf_headers() if logged_in else None,
+    )
+    if in_request:
+        g._appinbox_script_rendered = True
+    return Markup(html)
+
+
+def appinbox_bell(**attrs: Any) -> Markup:
+    """The element eSputnik puts the bell in: ``<div id="appinbox-bell"></div>``.
+
+    Keyword arguments become HTML attributes (``class_="x"`` -> ``class="x"``,
+    ``data_role="y"`` -> ``data-role="y"``; ``True`` -> a bare attribute,
+    ``False``/``None`` -> left out), every value escaped.
+    """
+    if not _state().settings.enabled:
+        return Markup("")
+    merged: dict[str, Any] = {"id": "appinbox-bell"}
+    for name, value in attrs.items():
+        html_name = name.rstrip("_").replace("_", "-")
+        if not _ATTR_NAME.fullmatch(html_name):
+            raise ValueError(f"{name!r} cannot be an HTML attribute name")
+        merged[html_name] = value
+    parts = []
+    for name, value in merged.items():
+        if value is None or value is False:
+            continue
+        parts.append(f" {name}" if value is True else f' {name}="{escape(value)}"')
+    return Markup(f"<div{''.join(parts)}></div>")

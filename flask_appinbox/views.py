@@ -1,0 +1,154 @@
+"""The blueprint: ``POST <prefix>/token`` and its JSON answers."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Rule
+
+from .errors import ContactNotFound, UpstreamError
+
+log = logging.getLogger("flask_appinbox")
+
+bp = Blueprint("appinbox", __name__, template_folder="templates")
+
+MAX_BODY = 1024
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def answer(status: int, body: dict[str, Any], retry_after: int | None = None) -> Response:
+    """Every answer of the endpoint: JSON, never stored by a cache."""
+    response = jsonify(body)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.hostname:
+        return None
+    return parts.scheme.lower(), parts.hostname.lower(), port
+
+
+def is_cross_site() -> bool:
+    """``Sec-Fetch-Site`` other than ``same-origin``, or an ``Origin`` other than the request's own."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site.strip().lower() != "same-origin":
+        return True
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        theirs = _origin(origin.strip())
+        return theirs is None or theirs != _origin(request.host_url)
+    return False
+
+
+class _BadBody(Exception):
+    pass
+
+
+def _renew() -> bool:
+    """``renew`` from the optional JSON body ``{"renew": true|false}``."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise _BadBody
+    raw = request.get_data(cache=False)
+    if len(raw) > MAX_BODY:
+        raise _BadBody
+    if not raw.strip():
+        return False
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise _BadBody from None
+    if not isinstance(body, dict):
+        raise _BadBody
+    renew = body.get("renew", False)
+    if not isinstance(renew, bool):
+        raise _BadBody
+    return renew
+
+
+def _current_user() -> Any:
+    if not hasattr(current_app, "login_manager"):
+        log.error("Flask-AppInbox needs Flask-Login: LoginManager is not initialised on this app")
+        return None
+    from flask_login import current_user
+
+    user = current_user._get_current_object()  # type: ignore[attr-defined]
+    return user if user is not None and user.is_authenticated else None
+
+
+def token() -> Response:
+    state = current_app.extensions["appinbox"]
+    if not state.settings.enabled:
+        return answer(404, {"error": "disabled"})
+    if request.method != "POST":
+        response = answer(405, {"error": "method_not_allowed"})
+        response.headers["Allow"] = "POST"
+        return response
+    if is_cross_site():
+        return answer(403, {"error": "cross_site_request"})
+    user = _current_user()
+    if user is None:
+        return answer(401, {"error": "unauthenticated"})
+    try:
+        renew = _renew()
+    except _BadBody:
+        return answer(400, {"error": "bad_request"})
+    try:
+        contact = state.contact_for(user)
+    except ValueError as exc:
+        log.warning("the contact of user %r is not valid (%s); not asking eSputnik", _user_id(user), exc)
+        contact = None
+    except Exception:
+        log.exception("the contact loader failed")
+        return answer(503, {"error": "contact_unavailable"})
+    if not contact:
+        return answer(404, {"token": "", "error": ContactNotFound.error})
+    try:
+        value = state.issue_token(contact, renew=renew)
+    except ContactNotFound:
+        return answer(404, {"token": "", "error": ContactNotFound.error})
+    except UpstreamError as exc:
+        return answer(exc.status, {"error": exc.error}, exc.retry_after)
+    except Exception:
+        log.exception("issuing an App Inbox token failed")
+        return answer(503, {"error": "internal_error"})
+    return answer(200, {"token": value})
+
+
+def _user_id(user: Any) -> str:
+    try:
+        return str(user.get_id())
+    except Exception:  # pragma: no cover - a user class without get_id
+        return "?"
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> Response:
+    """Keep every answer under the prefix JSON, Flask-WTF's CSRF refusal included."""
+    if type(exc).__name__ == "CSRFError":
+        if is_cross_site():
+            return answer(403, {"error": "cross_site_request"})
+        return answer(403, {"error": "csrf_failed"})
+    code = exc.code or 500
+    name = (exc.name or "error").lower().replace(" ", "_")
+    return answer(code if code != 500 else 503, {"error": name})
+
+
+@bp.record
+def _add_token_rule(setup: Any) -> None:
+    # A rule without a method list, so that every method reaches the view and
+    # gets a JSON 405 rather than Werkzeug's HTML one.
+    setup.app.url_map.add(Rule(f"{setup.url_prefix or ''}/token", endpoint="appinbox.token"))
+    setup.app.view_functions["appinbox.token"] = token
