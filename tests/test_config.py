@@ -1,0 +1,143 @@
+"""init_app validates every key and names the one that is wrong."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import make_app
+
+from flask_appinbox import ConfigurationError
+
+
+@pytest.mark.parametrize("key,value", [
+    ("APPINBOX_API_KEY", None),
+    ("APPINBOX_API_KEY", ""),
+    ("APPINBOX_API_KEY", " padded "),
+    ("APPINBOX_API_KEY", "line\nbreak"),
+    ("APPINBOX_API_KEY", ["x"]),
+    ("APPINBOX_SITE_ID", None),
+    ("APPINBOX_SITE_ID", ""),
+    ("APPINBOX_SITE_ID", "not-hex-zzzz"),
+    ("APPINBOX_SITE_ID", "0" * 31),
+    ("APPINBOX_SITE_ID", "0" * 33),
+    ("APPINBOX_SITE_ID", "<script>"),
+    ("APPINBOX_LANGUAGE", "english"),
+    ("APPINBOX_LANGUAGE", "xx"),
+    ("APPINBOX_LANGUAGE", ""),
+    ("APPINBOX_LANGUAGE", "e"),
+    ("APPINBOX_LANGUAGE", "en'</script>"),
+    ("APPINBOX_LANGUAGE", 12),
+    ("APPINBOX_RECOMS", "yes"),
+    ("APPINBOX_RECOMS", 1),
+    ("APPINBOX_TRACKING", "false"),
+    ("APPINBOX_API_URL", "esputnik.com/api"),
+    ("APPINBOX_API_URL", "ftp://esputnik.com/api"),
+    ("APPINBOX_API_URL", "https://esputnik.com/api?x=1"),
+    ("APPINBOX_API_URL", None),
+    ("APPINBOX_SCRIPT_URL", "https://x.example/{site}.js"),
+    ("APPINBOX_SCRIPT_URL", "javascript:alert(1)"),
+    ("APPINBOX_SCRIPT_URL", "//cdn.example/x.js"),
+    ("APPINBOX_SCRIPT_URL", ""),
+    ("APPINBOX_URL_PREFIX", "appinbox"),
+    ("APPINBOX_URL_PREFIX", "/app inbox"),
+    ("APPINBOX_URL_PREFIX", None),
+    ("APPINBOX_TIMEOUT", 0),
+    ("APPINBOX_TIMEOUT", -1),
+    ("APPINBOX_TIMEOUT", "5"),
+    ("APPINBOX_TIMEOUT", True),
+    ("APPINBOX_TIMEOUT", float("nan")),
+    ("APPINBOX_TIMEOUT", 1000),
+    ("APPINBOX_RETRIES", -1),
+    ("APPINBOX_RETRIES", 1.5),
+    ("APPINBOX_RETRIES", 50),
+    ("APPINBOX_BACKOFF_CAP", -0.1),
+    ("APPINBOX_ENABLED", "false"),
+    ("APPINBOX_ENABLED", None),
+    ("APPINBOX_SANDBOX", 1),
+    ("APPINBOX_CREATE_CONTACTS", "yes"),
+    ("APPINBOX_TOKEN_CACHE_TTL", -5),
+    ("APPINBOX_TOKEN_CACHE_TTL", "60"),
+    ("APPINBOX_MAX_CONCURRENT", 0),
+    ("APPINBOX_BREAKER_THRESHOLD", -1),
+    ("APPINBOX_BREAKER_COOLDOWN", 0),
+    ("APPINBOX_SANDBOX_CONTACTS", "a@b.c"),
+])
+def test_bad_values_name_the_key(key: str, value: Any) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        make_app({key: value})
+    assert info.value.key == key
+    assert str(info.value).startswith(key)
+
+
+def test_api_key_is_never_echoed() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        make_app({"APPINBOX_API_KEY": "sk-has\nnewline"})
+    assert "sk-has" not in str(info.value)
+
+
+def test_missing_required_keys() -> None:
+    from flask import Flask
+
+    from flask_appinbox import FlaskAppInbox
+
+    with pytest.raises(ConfigurationError, match="APPINBOX_API_KEY"):
+        FlaskAppInbox(Flask(__name__))
+    app = Flask(__name__)
+    app.config["APPINBOX_API_KEY"] = "k"
+    with pytest.raises(ConfigurationError, match="APPINBOX_SITE_ID"):
+        FlaskAppInbox(app)
+
+
+@pytest.mark.parametrize("key,value", [
+    ("APPINBOX_SITE_ID", "0A1B2C3D4E5F60718293A4B5C6D7E8F9"),
+    ("APPINBOX_SITE_ID", "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"),
+    ("APPINBOX_LANGUAGE", "uk"),
+    ("APPINBOX_LANGUAGE", "pt_BR"),
+    ("APPINBOX_LANGUAGE", "pt-BR"),
+    ("APPINBOX_LANGUAGE", "zh-Hant-TW"),
+    ("APPINBOX_LANGUAGE", lambda: "de"),
+    ("APPINBOX_RECOMS", True),
+    ("APPINBOX_TRACKING", False),
+    ("APPINBOX_SCRIPT_URL", "/static/es.js"),
+    ("APPINBOX_SCRIPT_URL", "https://cdn.example/{site_id}.js"),
+    ("APPINBOX_URL_PREFIX", "/"),
+    ("APPINBOX_TIMEOUT", 1),
+    ("APPINBOX_RETRIES", 0),
+    ("APPINBOX_BACKOFF_CAP", 0),
+    ("APPINBOX_TOKEN_CACHE_TTL", 30.5),
+    ("APPINBOX_API_KEY", 1234567890),  # from_prefixed_env() makes all-digit values ints
+])
+def test_good_values(key: str, value: Any) -> None:
+    make_app({key: value})
+
+
+def test_from_prefixed_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flask import Flask
+
+    from flask_appinbox import FlaskAppInbox
+
+    monkeypatch.setenv("FLASK_APPINBOX_API_KEY", "env-key")
+    monkeypatch.setenv("FLASK_APPINBOX_SITE_ID", "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9")
+    monkeypatch.setenv("FLASK_APPINBOX_TIMEOUT", "2.5")
+    monkeypatch.setenv("FLASK_APPINBOX_RECOMS", "true")
+    app = Flask(__name__)
+    app.config.from_prefixed_env()
+    FlaskAppInbox(app)
+    settings = app.extensions["appinbox"].settings
+    assert (settings.timeout, settings.recoms) == (2.5, True)
+
+
+def test_sandbox_makes_key_and_site_optional() -> None:
+    from flask import Flask
+
+    from flask_appinbox import FlaskAppInbox
+
+    app = Flask(__name__)
+    app.config["APPINBOX_SANDBOX"] = True
+    FlaskAppInbox(app)
+    assert app.extensions["appinbox"].settings.sandbox
+
+
+def test_time_budget() -> None:
+    app = make_app({"APPINBOX_TIMEOUT": 2, "APPINBOX_RETRIES": 3, "APPINBOX_BACKOFF_CAP": 0.5})
+    assert app.extensions["appinbox"].settings.time_budget == 4 * 2 + 3 * 0.5
