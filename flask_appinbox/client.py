@@ -16,6 +16,7 @@ import requests
 from ._version import __version__
 from .config import DEFAULT_API_URL, DEFAULT_RETRY_AFTER
 from .contact import Contact
+from .deadline import Deadline, DeadlineAdapter
 from .errors import (
     UpstreamError,
     UpstreamRateLimited,
@@ -99,6 +100,8 @@ class EsputnikClient:
         self.bulkhead = bulkhead
         self.breaker = breaker
         self.session = session if session is not None else requests.Session()
+        if type(self.session.get_adapter(self.base_url)) is requests.adapters.HTTPAdapter:
+            self.session.mount(self.base_url + "/", DeadlineAdapter())
         self.session.auth = ("flask-appinbox", api_key)
         self.session.headers.update(
             {"Accept": "application/json", "Content-Type": "application/json", "User-Agent": USER_AGENT}
@@ -209,11 +212,16 @@ class EsputnikClient:
         return delay * (0.5 + random.random() / 2)
 
     def _attempt(self, url: str, data: str, timeout: float, deadline: float) -> Any:
+        cut = Deadline(time.monotonic() + (deadline - self.clock()))
         try:
-            with self.session.post(url, data=data, timeout=timeout, stream=True, allow_redirects=False) as resp:
+            with cut, self.session.post(url, data=data, timeout=timeout, stream=True,
+                                        allow_redirects=False) as resp:
                 status = resp.status_code
                 if status == 200:
                     raw = _read_limited(resp, deadline, self.clock)
+                    if cut.fired:  # the watchdog cut a trickling answer short
+                        raise _Attempt(_TIMEOUT, UpstreamTimeout("eSputnik's answer outlasted the time budget"),
+                                       retry=False)
                 elif status == 429:
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                     wait = None if retry_after is None else float(retry_after)
@@ -233,6 +241,9 @@ class EsputnikClient:
         except requests.exceptions.Timeout:
             raise _Attempt(_TIMEOUT, UpstreamTimeout("eSputnik did not answer in time"), retry=True) from None
         except requests.exceptions.RequestException as exc:
+            if cut.fired:
+                raise _Attempt(_TIMEOUT, UpstreamTimeout("eSputnik's answer outlasted the time budget"),
+                               retry=False) from None
             # Connection refused or reset, a broken chunked body, DNS: the message
             # names the host, never the key (auth never appears in it).
             raise _Attempt(_FAILED, UpstreamError(f"cannot reach eSputnik: {type(exc).__name__}"),
