@@ -64,6 +64,8 @@ class _Attempt(Exception):
         self.error = error
         self.retry = retry
         self.wait = wait
+        # What counts toward the circuit breaker: timeouts, connection errors, 5xx.
+        self.outage = kind == _TIMEOUT or (kind == _FAILED and retry)
 
 
 class EsputnikClient:
@@ -180,7 +182,7 @@ class EsputnikClient:
                 log.info("eSputnik POST %s attempt %d/%d failed in %.3f s: %s",
                          path, attempt, attempts, self.clock() - t0, failed.error)
                 if self.breaker is not None:
-                    if failed.kind == _FAILED or failed.kind == _TIMEOUT:
+                    if failed.outage:
                         self.breaker.failure()
                     else:
                         self.breaker.release()

@@ -1,0 +1,243 @@
+"""Outage isolation: the circuit breaker, the bulkhead, single-flight first calls."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+import requests
+import responses
+from conftest import TOKEN_URL, USERS, make_app
+
+from flask_appinbox import UpstreamBusy, UpstreamUnavailable
+from flask_appinbox.cache import SingleFlight
+from flask_appinbox.guard import Bulkhead, CircuitBreaker
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_states_and_timing() -> None:
+    clock = Clock()
+    changes: list[tuple[str, str]] = []
+    breaker = CircuitBreaker(3, 30, clock=clock, on_change=lambda old, new: changes.append((old, new)))
+    for _ in range(2):
+        breaker.before_call()
+        breaker.failure()
+    assert breaker.state == "closed"
+    breaker.success()  # a success resets the count
+    for _ in range(3):
+        breaker.before_call()
+        breaker.failure()
+    assert breaker.state == "open" and changes == [("closed", "open")]
+    clock.now += 10
+    with pytest.raises(UpstreamUnavailable) as info:
+        breaker.before_call()
+    assert info.value.retry_after == 20 and info.value.status == 503
+    clock.now += 20
+    assert breaker.state == "half_open"
+    breaker.before_call()  # the one trial call goes through
+    other: list[BaseException] = []
+    t = threading.Thread(target=lambda: _capture(breaker.before_call, other))
+    t.start()
+    t.join()
+    assert isinstance(other[0], UpstreamUnavailable)  # a second caller during the trial fails fast
+    breaker.failure()  # the trial failed: open again for a full cool-down
+    assert breaker.state == "open"
+    clock.now += 29
+    with pytest.raises(UpstreamUnavailable):
+        breaker.before_call()
+    clock.now += 1
+    breaker.before_call()
+    breaker.success()
+    assert breaker.state == "closed"
+    assert changes == [("closed", "open"), ("open", "half_open"), ("half_open", "open"),
+                       ("open", "half_open"), ("half_open", "closed")]
+
+
+def _capture(fn: Any, into: list[BaseException]) -> None:
+    try:
+        fn()
+    except BaseException as exc:  # noqa: BLE001
+        into.append(exc)
+
+
+def test_breaker_release_frees_the_trial() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(1, 5, clock=clock)
+    breaker.failure()
+    clock.now += 5
+    breaker.before_call()
+    breaker.release()  # e.g. a 400: neither success nor failure
+    errors: list[BaseException] = []
+    t = threading.Thread(target=lambda: _capture(breaker.before_call, errors))
+    t.start()
+    t.join()
+    assert errors == []  # another caller may now try
+
+
+def test_breaker_threshold_zero_is_off() -> None:
+    breaker = CircuitBreaker(0, 5)
+    for _ in range(100):
+        breaker.before_call()
+        breaker.failure()
+    assert breaker.state == "closed"
+
+
+def test_breaker_through_the_endpoint(upstream: responses.RequestsMock, caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app({"APPINBOX_BREAKER_THRESHOLD": 3, "APPINBOX_BREAKER_COOLDOWN": 30, "APPINBOX_RETRIES": 1})
+    clock = Clock()
+    app.extensions["appinbox"].client.breaker.clock = clock
+    client = app.test_client(user=USERS["1"])
+    upstream.post(TOKEN_URL, body=requests.exceptions.ReadTimeout("hang"))
+    assert client.post("/appinbox/token").status_code == 504  # two failed attempts
+    response = client.post("/appinbox/token")  # the third failed attempt opens the breaker
+    assert response.status_code == 503 and response.json == {"error": "upstream_unavailable"}
+    assert len(upstream.calls) == 3
+    assert "opened" in caplog.text
+    for _ in range(5):
+        response = client.post("/appinbox/token")
+        assert (response.status_code, response.json) == (503, {"error": "upstream_unavailable"})
+        assert response.headers["Retry-After"] == "30"
+        assert response.headers["Cache-Control"] == "no-store"
+    assert len(upstream.calls) == 3  # fast-failed answers never reached eSputnik
+    clock.now += 30
+    upstream.replace(responses.POST, TOKEN_URL, json={"token": "back"})
+    assert client.post("/appinbox/token").json == {"token": "back"}
+    assert "closed" in caplog.text
+    assert client.post("/appinbox/token").json == {"token": "back"}
+
+
+def test_rejections_and_rate_limits_do_not_open_the_breaker(upstream: responses.RequestsMock) -> None:
+    app = make_app({"APPINBOX_BREAKER_THRESHOLD": 2, "APPINBOX_RETRIES": 0})
+    client = app.test_client(user=USERS["1"])
+    upstream.post(TOKEN_URL, status=401)
+    for _ in range(5):
+        assert client.post("/appinbox/token").json == {"error": "upstream_rejected"}
+    upstream.replace(responses.POST, TOKEN_URL, status=429, headers={"Retry-After": "60"})
+    for _ in range(5):
+        assert client.post("/appinbox/token").json == {"error": "upstream_rate_limited"}
+    assert app.extensions["appinbox"].client.breaker.state == "closed"
+
+
+def test_bulkhead_limits_calls_in_flight() -> None:
+    bulkhead = Bulkhead(2)
+    inside = threading.Barrier(3)
+    release = threading.Event()
+    errors: list[BaseException] = []
+
+    def hold() -> None:
+        with bulkhead.slot():
+            inside.wait(5)
+            release.wait(5)
+
+    threads = [threading.Thread(target=hold) for _ in range(2)]
+    for t in threads:
+        t.start()
+    inside.wait(5)
+    assert bulkhead.in_flight == 2
+    start = time.monotonic()
+    _capture(lambda: bulkhead.slot().__enter__(), errors)
+    assert time.monotonic() - start < 1  # answered at once, not queued
+    assert isinstance(errors[0], UpstreamBusy) and errors[0].retry_after == 1
+    release.set()
+    for t in threads:
+        t.join()
+    with bulkhead.slot():
+        assert bulkhead.in_flight == 1
+
+
+def test_bulkhead_through_the_endpoint(upstream: responses.RequestsMock) -> None:
+    app = make_app({"APPINBOX_MAX_CONCURRENT": 2})
+    entered = threading.Semaphore(0)
+    release = threading.Event()
+
+    def slow(request: Any) -> tuple[int, dict[str, str], str]:
+        entered.release()
+        release.wait(10)
+        return 200, {}, '{"token": "slow"}'
+
+    upstream.add_callback(responses.POST, TOKEN_URL, callback=slow)
+    results: list[Any] = []
+    threads = [threading.Thread(target=lambda: results.append(
+        app.test_client(user=USERS["1"]).post("/appinbox/token"))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    assert entered.acquire(timeout=5) and entered.acquire(timeout=5)
+    busy = app.test_client(user=USERS["1"]).post("/appinbox/token")
+    assert (busy.status_code, busy.json) == (503, {"error": "upstream_busy"})
+    assert busy.headers["Retry-After"] == "1"
+    release.set()
+    for t in threads:
+        t.join()
+    assert [r.json for r in results] == [{"token": "slow"}] * 2
+    assert len(upstream.calls) == 2
+
+
+def test_single_flight_shares_one_call() -> None:
+    flights = SingleFlight()
+    calls = []
+    gate = threading.Event()
+
+    def fetch() -> str:
+        calls.append(1)
+        gate.wait(5)
+        return "shared"
+
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(flights.do("k", fetch, wait=5))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    gate.set()
+    for t in threads:
+        t.join()
+    assert results == ["shared"] * 8 and len(calls) == 1
+
+
+def test_single_flight_shares_the_failure() -> None:
+    flights = SingleFlight()
+    gate = threading.Event()
+
+    def fetch() -> str:
+        gate.wait(5)
+        raise UpstreamBusy("busy", retry_after=1)
+
+    errors: list[BaseException] = []
+    threads = [threading.Thread(target=lambda: _capture(lambda: flights.do("k", fetch, wait=5), errors))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    gate.set()
+    for t in threads:
+        t.join()
+    assert len(errors) == 4 and all(isinstance(e, UpstreamBusy) for e in errors)
+
+
+def test_concurrent_first_calls_for_one_contact_cost_one_upstream_call(upstream: responses.RequestsMock) -> None:
+    app = make_app({"APPINBOX_TOKEN_CACHE_TTL": 60})
+    gate = threading.Event()
+
+    def slow(request: Any) -> tuple[int, dict[str, str], str]:
+        gate.wait(5)
+        return 200, {}, '{"token": "one"}'
+
+    upstream.add_callback(responses.POST, TOKEN_URL, callback=slow)
+    results: list[Any] = []
+    threads = [threading.Thread(target=lambda: results.append(
+        app.test_client(user=USERS["1"]).post("/appinbox/token").json)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    gate.set()
+    for t in threads:
+        t.join()
+    assert results == [{"token": "one"}] * 6
+    assert len(upstream.calls) == 1
