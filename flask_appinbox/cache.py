@@ -12,7 +12,11 @@ __all__ = ["TokenCache", "SingleFlight"]
 
 
 class TokenCache:
-    """Tokens by contact for ``ttl`` seconds, in this process; safe under threads."""
+    """Tokens by contact for ``ttl`` seconds, in this process; safe under threads.
+
+    It has the ``get``/``set``/``delete`` of a cachelib cache, so that
+    ``APPINBOX_TOKEN_CACHE`` can be any of those instead.
+    """
 
     def __init__(self, ttl: float, *, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
@@ -33,14 +37,16 @@ class TokenCache:
             return None
         return token
 
-    def set(self, key: Hashable, token: str) -> None:
+    def set(self, key: Hashable, token: str, timeout: float | None = None) -> None:
+        """Keep ``token`` for ``timeout`` seconds (default: the cache's ``ttl``)."""
         now = self.clock()
+        ttl = self.ttl if timeout is None else timeout
         with self._lock:
             if len(self._items) >= self.max_entries and key not in self._items:
                 self._items = {k: v for k, v in self._items.items() if v[0] > now}
                 while len(self._items) >= self.max_entries:  # still full: drop the oldest
                     del self._items[next(iter(self._items))]
-            self._items[key] = (now + self.ttl, token)
+            self._items[key] = (now + ttl, token)
 
     def delete(self, key: Hashable) -> None:
         with self._lock:

@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "APPINBOX_SANDBOX_CONTACTS": None,
     "APPINBOX_CREATE_CONTACTS": False,
     "APPINBOX_TOKEN_CACHE_TTL": 0,
+    "APPINBOX_TOKEN_CACHE": None,
     "APPINBOX_MAX_CONCURRENT": 8,
     "APPINBOX_BREAKER_THRESHOLD": 5,
     "APPINBOX_BREAKER_COOLDOWN": 30.0,
@@ -106,8 +107,15 @@ def _http_url(config: Mapping[str, Any], key: str) -> str:
     return value.rstrip("/")
 
 
-def _secret(config: Mapping[str, Any], key: str, required: bool) -> str | None:
+def _secret(config: Mapping[str, Any], key: str, required: bool) -> str | Callable[[], str | None] | None:
     value = config[key]
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    return check_api_key(value, key, required)
+
+
+def check_api_key(value: Any, key: str = "APPINBOX_API_KEY", required: bool = True) -> str | None:
+    """A usable API key, or ``ConfigurationError`` (the value itself is never echoed)."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)  # from_prefixed_env() turns an all-digit value into an int
     if value is None or value == "":
@@ -120,8 +128,15 @@ def _secret(config: Mapping[str, Any], key: str, required: bool) -> str | None:
     return value
 
 
-def _site_id(config: Mapping[str, Any], key: str, required: bool) -> str | None:
+def _site_id(config: Mapping[str, Any], key: str, required: bool) -> str | Callable[[], str | None] | None:
     value = config[key]
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    return check_site_id(value, key, required)
+
+
+def check_site_id(value: Any, key: str = "APPINBOX_SITE_ID", required: bool = True) -> str | None:
+    """A well-formed site ID, or ``ConfigurationError``."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if value is None or value == "":
@@ -167,6 +182,17 @@ def _language(config: Mapping[str, Any], key: str) -> LanguageSetting:
         raise ConfigurationError(key, str(exc)) from None
 
 
+def _token_cache(config: Mapping[str, Any], key: str, ttl: float) -> Any:
+    value = config[key]
+    if value is None:
+        return None
+    if not all(callable(getattr(value, name, None)) for name in ("get", "set", "delete")):
+        raise ConfigurationError(key, "must be None or a cache with get/set/delete, such as a cachelib cache")
+    if ttl <= 0:
+        raise ConfigurationError(key, "needs APPINBOX_TOKEN_CACHE_TTL above 0 (seconds a token may be reused)")
+    return value
+
+
 def _sandbox_contacts(config: Mapping[str, Any], key: str) -> tuple[str, ...] | None:
     value = config[key]
     if value is None:
@@ -180,9 +206,9 @@ def _sandbox_contacts(config: Mapping[str, Any], key: str) -> tuple[str, ...] | 
 class Settings:
     """The checked configuration of one app; built once by ``init_app``."""
 
-    api_key: str | None
-    site_id: str | None
-    language: LanguageSetting
+    api_key: str | Callable[[], str | None] | None
+    site_id: str | Callable[[], str | None] | None
+    language: LanguageSetting | None  # None: Flask-Babel's locale when in use, else "en"
     recoms: bool | None
     tracking: bool | None
     api_url: str
@@ -196,6 +222,7 @@ class Settings:
     sandbox_contacts: tuple[str, ...] | None
     create_contacts: bool
     token_cache_ttl: float
+    token_cache: Any
     max_concurrent: int
     breaker_threshold: int
     breaker_cooldown: float
@@ -206,12 +233,14 @@ class Settings:
         return (self.retries + 1) * self.timeout + self.retries * self.backoff_cap
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+    def from_config(cls, config: Mapping[str, Any], *, language_set: bool = True) -> Settings:
+        """Check every key. ``language_set=False``: the site did not set APPINBOX_LANGUAGE."""
         sandbox = _bool(config, "APPINBOX_SANDBOX")
+        ttl = _number(config, "APPINBOX_TOKEN_CACHE_TTL", minimum=0, maximum=86400, strict=False)
         return cls(
             api_key=_secret(config, "APPINBOX_API_KEY", required=not sandbox),
             site_id=_site_id(config, "APPINBOX_SITE_ID", required=not sandbox),
-            language=_language(config, "APPINBOX_LANGUAGE"),
+            language=_language(config, "APPINBOX_LANGUAGE") if language_set else None,
             recoms=_optional_bool(config, "APPINBOX_RECOMS"),
             tracking=_optional_bool(config, "APPINBOX_TRACKING"),
             api_url=_http_url(config, "APPINBOX_API_URL"),
@@ -224,7 +253,8 @@ class Settings:
             sandbox=sandbox,
             sandbox_contacts=_sandbox_contacts(config, "APPINBOX_SANDBOX_CONTACTS"),
             create_contacts=_bool(config, "APPINBOX_CREATE_CONTACTS"),
-            token_cache_ttl=_number(config, "APPINBOX_TOKEN_CACHE_TTL", minimum=0, maximum=86400, strict=False),
+            token_cache_ttl=ttl,
+            token_cache=_token_cache(config, "APPINBOX_TOKEN_CACHE", ttl),
             max_concurrent=_int(config, "APPINBOX_MAX_CONCURRENT", minimum=1, maximum=1000),
             breaker_threshold=_int(config, "APPINBOX_BREAKER_THRESHOLD", minimum=0, maximum=1000),
             breaker_cooldown=_number(config, "APPINBOX_BREAKER_COOLDOWN", minimum=0, maximum=3600, strict=True),

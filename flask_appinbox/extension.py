@@ -1,8 +1,12 @@
 """``FlaskAppInbox``: configuration, per-app state and the contact loader."""
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Callable, Hashable, Mapping
+import math
+import threading
+import weakref
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
@@ -11,20 +15,22 @@ from flask_login import user_logged_out
 
 from .cache import SingleFlight, TokenCache
 from .client import EsputnikClient
-from .config import DEFAULTS, Settings
+from .config import DEFAULTS, Settings, check_api_key, check_site_id
 from .contact import Contact
 from .errors import ContactNotFound
 from .guard import Bulkhead, CircuitBreaker
+from .signals import breaker_closed, breaker_opened, contact_created
 from .snippet import Snippet, appinbox_bell, appinbox_script
 from .views import bp
 
-__all__ = ["FlaskAppInbox", "default_contact_loader"]
+__all__ = ["FlaskAppInbox", "AppInboxState", "default_contact_loader"]
 
 log = logging.getLogger("flask_appinbox")
 
 ContactLoader = Callable[[Any], "Contact | Mapping[str, Any] | None"]
 
 _USER_ATTRIBUTES = {"email": "email", "phone": "phone", "external_customer_id": "externalCustomerId"}
+_MAX_TENANT_CLIENTS = 256
 
 
 def default_contact_loader(user: Any) -> dict[str, Any]:
@@ -40,54 +46,140 @@ def default_contact_loader(user: Any) -> dict[str, Any]:
 class AppInboxState:
     """Everything Flask-AppInbox keeps for one app, at ``app.extensions["appinbox"]``."""
 
-    def __init__(self, extension: FlaskAppInbox, settings: Settings, client: EsputnikClient) -> None:
+    def __init__(self, extension: FlaskAppInbox, app: Flask, settings: Settings) -> None:
         self.extension = extension
         self.settings = settings
-        self.client = client
-        self.cache = TokenCache(settings.token_cache_ttl) if settings.token_cache_ttl > 0 else None
         self.flights = SingleFlight()
+        self.cache: Any = None
+        if settings.token_cache is not None:
+            self.cache = settings.token_cache
+        elif settings.token_cache_ttl > 0:
+            self.cache = TokenCache(settings.token_cache_ttl)
+        self._cache_timeout = max(1, math.ceil(settings.token_cache_ttl))
+        # One bulkhead and one breaker per process, whichever account a call is for.
+        app_ref = weakref.ref(app)
+        self.bulkhead = Bulkhead(settings.max_concurrent)
+        self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown,
+                                      on_change=lambda old, new: _breaker_changed(app_ref, self, new))
+        self._clients: dict[str | None, EsputnikClient] = {}
+        self._clients_lock = threading.Lock()
+        self._sandbox_session: requests.Session | None = None
+        self._sandbox_key = self._sandbox_url = ""
+        if settings.sandbox:
+            from .sandbox import install
+
+            self._sandbox_session = requests.Session()
+            self._sandbox_key, self._sandbox_url = install(app, settings, self._sandbox_session)
+            log.warning("Flask-AppInbox runs on its SANDBOX: no token comes from eSputnik. "
+                        "Never turn APPINBOX_SANDBOX on in production.")
+        elif isinstance(settings.api_key, str):
+            self.client_for(settings.api_key)  # built now, not on the first request
         prefix = settings.url_prefix
         if settings.sandbox:
             script_src = f"{prefix}/sandbox/loader.js"
-        else:
+        elif isinstance(settings.site_id, str):
             script_src = settings.script_url.format(site_id=settings.site_id)
+        else:
+            script_src = settings.script_url  # formatted per request
         self.snippet = Snippet(settings, f"{prefix}/token", script_src)
+
+    # -- per request: which account -----------------------------------------------------
+
+    def api_key(self) -> str | None:
+        """This request's API key (``None``: App Inbox is off for this request's tenant)."""
+        if self.settings.sandbox:
+            return None
+        value = self.settings.api_key
+        if callable(value):
+            return check_api_key(value(), required=False)
+        return value
+
+    def site_id(self) -> str | None:
+        value = self.settings.site_id
+        if callable(value):
+            return check_site_id(value(), required=False)
+        return value
+
+    def active(self) -> bool:
+        """Whether App Inbox serves this request: enabled, and (with tenants) configured for this one."""
+        if not self.settings.enabled:
+            return False
+        if self.settings.sandbox:
+            return True
+        return self.api_key() is not None and self.site_id() is not None
+
+    def client_for(self, api_key: str | None) -> EsputnikClient:
+        client = self._clients.get(api_key)
+        if client is not None:
+            return client
+        with self._clients_lock:
+            client = self._clients.get(api_key)
+            if client is None:
+                if len(self._clients) >= _MAX_TENANT_CLIENTS:
+                    self._clients.pop(next(iter(self._clients))).close()
+                client = self._clients[api_key] = self._new_client(api_key)
+        return client
+
+    def _new_client(self, api_key: str | None) -> EsputnikClient:
+        s = self.settings
+        if s.sandbox:
+            key, url, session = self._sandbox_key, self._sandbox_url, self._sandbox_session
+        else:
+            if api_key is None:
+                raise ValueError("no API key for this request")
+            key, url, session = api_key, s.api_url, requests.Session()
+        return EsputnikClient(key, url, timeout=s.timeout, retries=s.retries, backoff_cap=s.backoff_cap,
+                              session=session, bulkhead=self.bulkhead, breaker=self.breaker)
+
+    @property
+    def client(self) -> EsputnikClient:
+        """The client for this request's account."""
+        return self.client_for(self.api_key())
+
+    # -- contacts and tokens ----------------------------------------------------------
 
     def contact_for(self, user: Any) -> Contact | None:
         """The loader's contact for ``user``; ``ValueError`` when a value is malformed."""
         return Contact.from_value(self.extension._contact_loader(user))
 
-    def cache_key(self, contact: Contact) -> Hashable:
-        return (contact.email, contact.phone, contact.external_customer_id)
+    def cache_key(self, contact: Contact, api_key: str | None) -> str:
+        """A key that names neither the contact nor the account: a digest of both."""
+        material = "\0".join([api_key or "sandbox", contact.email or "", contact.phone or "",
+                              contact.external_customer_id or ""])
+        return "appinbox:" + hashlib.sha256(material.encode()).hexdigest()
 
-    def issue_token(self, contact: Contact, *, renew: bool = False) -> str:
-        """A token for ``contact``: from the cache on a first call when allowed, else from eSputnik.
+    def issue_token(self, contact: Contact, *, renew: bool = False) -> tuple[str, bool]:
+        """A token for ``contact`` and whether it came from the cache.
 
-        Raises :class:`ContactNotFound` or an :class:`UpstreamError`.
+        A first call may be served from the cache; a renewal never is. Raises
+        :class:`ContactNotFound` or an :class:`UpstreamError`.
         """
+        api_key = self.api_key()
+        client = self.client_for(api_key)
         if self.cache is None:
-            return self._fetch(contact)
-        key = self.cache_key(contact)
+            return self._fetch(client, contact, None), False
+        key = self.cache_key(contact, api_key)
         if renew:
-            return self._fetch(contact, key)
+            return self._fetch(client, contact, key), False
         cached = self.cache.get(key)
-        if cached:
-            return cached
+        if isinstance(cached, str) and cached:
+            return cached, True
         # Concurrent first calls for one contact share one upstream call.
-        return self.flights.do(key, lambda: self._fetch(contact, key), wait=self.settings.time_budget * 3)
+        token = self.flights.do(key, lambda: self._fetch(client, contact, key), wait=client.time_budget * 3)
+        return token, False
 
-    def _fetch(self, contact: Contact, key: Hashable | None = None) -> str:
-        client = self.client
+    def _fetch(self, client: EsputnikClient, contact: Contact, key: str | None) -> str:
         deadline = client.clock() + client.time_budget
         token = client.contact_token(contact, deadline=deadline)
         if not token and self.settings.create_contacts:
             client.create_contact(contact, deadline=deadline)
             log.info("created contact %r in eSputnik", contact)
+            _send_from_app(contact_created, contact=contact)
             token = client.contact_token(contact, deadline=deadline)
         if not token:
             raise ContactNotFound("eSputnik does not know this contact")
         if self.cache is not None and key is not None:
-            self.cache.set(key, token)
+            self.cache.set(key, token, timeout=self._cache_timeout)
         return token
 
     def forget(self, user: Any) -> None:
@@ -96,10 +188,27 @@ class AppInboxState:
             return
         try:
             contact = self.contact_for(user)
+            api_key = self.api_key()
         except Exception:
             return
         if contact:
-            self.cache.delete(self.cache_key(contact))
+            self.cache.delete(self.cache_key(contact, api_key))
+
+
+def _send_from_app(signal: Any, **kwargs: Any) -> None:
+    from flask import current_app
+
+    signal.send(current_app._get_current_object(), **kwargs)  # type: ignore[attr-defined]
+
+
+def _breaker_changed(app_ref: Callable[[], Flask | None], state: AppInboxState, new: str) -> None:
+    app = app_ref()
+    if app is None:
+        return
+    if new == CircuitBreaker.OPEN:
+        breaker_opened.send(app, failures=state.breaker.threshold, cooldown=state.breaker.cooldown)
+    elif new == CircuitBreaker.CLOSED:
+        breaker_closed.send(app)
 
 
 class FlaskAppInbox:
@@ -124,34 +233,17 @@ class FlaskAppInbox:
     def init_app(self, app: Flask) -> None:
         if "appinbox" in app.extensions:
             raise RuntimeError("Flask-AppInbox is already initialised on this app")
+        language_set = "APPINBOX_LANGUAGE" in app.config
         for key, default in DEFAULTS.items():
             app.config.setdefault(key, default)
-        settings = Settings.from_config(app.config)
-        session = requests.Session()
-        if settings.sandbox:
-            from .sandbox import install
-
-            api_key, api_url = install(app, settings, session)
-            log.warning("Flask-AppInbox runs on its SANDBOX: no token comes from eSputnik. "
-                        "Never turn APPINBOX_SANDBOX on in production.")
-        else:
-            assert settings.api_key is not None
-            api_key, api_url = settings.api_key, settings.api_url
-        client = EsputnikClient(
-            api_key,
-            api_url,
-            timeout=settings.timeout,
-            retries=settings.retries,
-            backoff_cap=settings.backoff_cap,
-            session=session,
-            bulkhead=Bulkhead(settings.max_concurrent),
-            breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown),
-        )
-        state = AppInboxState(self, settings, client)
-        app.extensions["appinbox"] = state
+        settings = Settings.from_config(app.config, language_set=language_set)
+        app.extensions["appinbox"] = AppInboxState(self, app, settings)
         app.register_blueprint(bp, url_prefix=settings.url_prefix)
         app.add_template_global(appinbox_script)
         app.add_template_global(appinbox_bell)
+        from .cli import appinbox_cli
+
+        app.cli.add_command(appinbox_cli)
         user_logged_out.connect(_on_logout, app, weak=False)
 
 

@@ -79,6 +79,7 @@ class Snippet:
         self,
         *,
         logged_in: bool,
+        site_id: str | None = None,
         language: str,
         recoms: bool | None,
         tracking: bool | None,
@@ -90,7 +91,12 @@ class Snippet:
         if not logged_in and recoms is None and tracking is None:
             return ""
         attr = f' nonce="{escape(nonce)}"' if nonce else ""
-        src = tojs(script_root + self.script_src) if self.relative_src and script_root else self._src_json
+        if site_id is not None and "{site_id}" in self.script_src:  # a site ID per request (tenants)
+            src = tojs(self.script_src.format(site_id=site_id))
+        elif self.relative_src and script_root:
+            src = tojs(script_root + self.script_src)
+        else:
+            src = self._src_json
         html = f"<script{attr}>" + _LOADER % (src, tojs(nonce) if nonce else "null") + "</script>"
         flags = self.flags(recoms, tracking, logged_in)
         if not logged_in:
@@ -128,11 +134,25 @@ def resolve_nonce(nonce: str | Callable[[], str] | None) -> str | None:
 
 
 def resolve_language(language: Any, settings: Settings) -> str:
-    """An explicit code, else APPINBOX_LANGUAGE (a code or a callable); ``ValueError`` when not a code."""
+    """An explicit code, else APPINBOX_LANGUAGE (a code or a callable), else Flask-Babel's
+    locale when the app uses it, else ``"en"``; ``ValueError`` when not a code."""
     value = settings.language if language is None else language
+    if value is None:
+        value = _babel_locale() or "en"
     if callable(value):
         value = value()
     return normalize_language(value)
+
+
+def _babel_locale() -> str | None:
+    if "babel" not in current_app.extensions:
+        return None
+    try:
+        from flask_babel import get_locale
+    except ImportError:  # pragma: no cover - another extension named "babel"
+        return None
+    locale = get_locale()
+    return str(locale) if locale is not None else None
 
 
 def _csrf_headers() -> dict[str, str] | None:
@@ -169,9 +189,9 @@ def appinbox_script(
     """
     state = _state()
     settings = state.settings
-    if not settings.enabled:
-        return Markup("")
     in_request = has_request_context()
+    if not settings.enabled or (in_request and not state.active()):
+        return Markup("")
     if in_request and g.get("_appinbox_script_rendered"):
         log.warning("appinbox_script() called twice in one request; the second call renders nothing "
                     "(eSputnik's init must run once per page)")
@@ -183,6 +203,7 @@ def appinbox_script(
         return Markup("")
     html = state.snippet.render(
         logged_in=logged_in,
+        site_id=state.site_id() if in_request and callable(settings.site_id) else None,
         language=resolve_language(language, settings) if logged_in else "",
         recoms=recoms,
         tracking=tracking,

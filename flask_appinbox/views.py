@@ -10,7 +10,9 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Rule
 
-from .errors import ContactNotFound, UpstreamError
+from .contact import Contact
+from .errors import ConfigurationError, ContactNotFound, UpstreamError
+from .signals import token_failed, token_issued
 
 log = logging.getLogger("flask_appinbox")
 
@@ -90,7 +92,12 @@ def _current_user() -> Any:
 
 def token() -> Response:
     state = current_app.extensions["appinbox"]
-    if not state.settings.enabled:
+    try:
+        active = state.active()
+    except ConfigurationError as exc:
+        log.error("Flask-AppInbox configuration for this request is wrong: %s", exc)
+        return answer(503, {"error": "configuration_error"})
+    if not active:
         return answer(404, {"error": "disabled"})
     if request.method != "POST":
         response = answer(405, {"error": "method_not_allowed"})
@@ -110,21 +117,30 @@ def token() -> Response:
     except ValueError as exc:
         log.warning("the contact of user %r is not valid (%s); not asking eSputnik", _user_id(user), exc)
         contact = None
-    except Exception:
+    except Exception as exc:
         log.exception("the contact loader failed")
-        return answer(503, {"error": "contact_unavailable"})
+        return _failed(user, None, 503, "contact_unavailable", exc)
     if not contact:
-        return answer(404, {"token": "", "error": ContactNotFound.error})
+        return _failed(user, None, 404, ContactNotFound.error, None, {"token": ""})
     try:
-        value = state.issue_token(contact, renew=renew)
-    except ContactNotFound:
-        return answer(404, {"token": "", "error": ContactNotFound.error})
+        value, cached = state.issue_token(contact, renew=renew)
+    except ContactNotFound as exc:
+        return _failed(user, contact, 404, exc.error, exc, {"token": ""})
     except UpstreamError as exc:
-        return answer(exc.status, {"error": exc.error}, exc.retry_after)
-    except Exception:
+        return _failed(user, contact, exc.status, exc.error, exc, retry_after=exc.retry_after)
+    except Exception as exc:
         log.exception("issuing an App Inbox token failed")
-        return answer(503, {"error": "internal_error"})
+        return _failed(user, contact, 503, "internal_error", exc)
+    token_issued.send(current_app._get_current_object(), user=user, contact=contact,  # type: ignore[attr-defined]
+                      renew=renew, cached=cached)
     return answer(200, {"token": value})
+
+
+def _failed(user: Any, contact: Contact | None, status: int, error: str, exc: Exception | None,
+            extra: dict[str, Any] | None = None, retry_after: int | None = None) -> Response:
+    token_failed.send(current_app._get_current_object(), user=user, contact=contact,  # type: ignore[attr-defined]
+                      error=error, exception=exc)
+    return answer(status, {**(extra or {}), "error": error}, retry_after)
 
 
 def _user_id(user: Any) -> str:
@@ -140,8 +156,12 @@ def _http_error(exc: HTTPException) -> Response:
     if type(exc).__name__ == "CSRFError":
         if is_cross_site():
             return answer(403, {"error": "cross_site_request"})
+        if _current_user() is None:  # an expired session takes its CSRF token with it
+            return answer(401, {"error": "unauthenticated"})
         return answer(403, {"error": "csrf_failed"})
     code = exc.code or 500
+    if code == 413:  # a form parser (CSRFProtect's) met a large body first: the endpoint's own 400
+        return answer(400, {"error": "bad_request"})
     name = (exc.name or "error").lower().replace(" ", "_")
     return answer(code if code != 500 else 503, {"error": name})
 

@@ -1,0 +1,89 @@
+"""``flask appinbox``: check the setup against eSputnik, print the snippet."""
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from .contact import Contact
+from .errors import ConfigurationError, UpstreamError
+from .snippet import resolve_language
+
+appinbox_cli = AppGroup("appinbox", help="eSputnik App Inbox: check the setup, print the snippet.")
+
+
+def _state():  # type: ignore[no-untyped-def]
+    return current_app.extensions["appinbox"]
+
+
+@appinbox_cli.command("check")
+@click.option("--email", help="The contact's email.")
+@click.option("--phone", help="The contact's phone.")
+@click.option("--external-id", "external_id", help="The contact's externalCustomerId.")
+def check(email: str | None, phone: str | None, external_id: str | None) -> None:
+    """Validate the configuration and ask eSputnik for a contact's token.
+
+    Exit status: 0 the contact was found, 1 eSputnik does not know it,
+    2 a configuration or upstream error. Neither the API key nor the token is printed.
+    """
+    state = _state()
+    s = state.settings
+    try:
+        contact = Contact(email=email, phone=phone, external_customer_id=external_id)
+    except (TypeError, ValueError) as exc:
+        raise click.BadParameter(str(exc)) from None
+    if not contact:
+        raise click.UsageError("give --email, --phone or --external-id")
+    where = "the sandbox" if s.sandbox else s.api_url
+    click.echo(f"configuration: OK (API {where}, timeout {s.timeout:g} s, {s.retries} retries, "
+               f"budget {s.time_budget:g} s)")
+    with current_app.test_request_context("/"):
+        try:
+            if not state.active():
+                click.echo("error: App Inbox is disabled (APPINBOX_ENABLED, or no API key / site ID here)")
+                sys.exit(2)
+            token = state.client.contact_token(contact)
+        except ConfigurationError as exc:
+            click.echo(f"error: configuration: {exc}")
+            sys.exit(2)
+        except UpstreamError as exc:
+            hint = " (check APPINBOX_API_KEY)" if exc.error == "upstream_rejected" else ""
+            click.echo(f"error: {exc.error}: {exc}{hint}")
+            sys.exit(2)
+    if not token:
+        click.echo(f"contact not found: eSputnik does not know {contact!r} "
+                   "(APPINBOX_CREATE_CONTACTS = True creates contacts on first use)")
+        sys.exit(1)
+    click.echo(f"contact found: eSputnik issued a token ({len(token)} characters) for {contact!r}")
+
+
+@appinbox_cli.command("snippet")
+@click.option("--anonymous", is_flag=True, help="The form for visitors who are not logged in.")
+@click.option("--language", help="Override APPINBOX_LANGUAGE.")
+@click.option("--nonce", help="A CSP nonce to put on the script tags.")
+def snippet(anonymous: bool, language: str | None, nonce: str | None) -> None:
+    """Print the HTML that appinbox_script() renders, for pages not rendered by Jinja.
+
+    The logged-in form carries no CSRF token: with Flask-WTF's CSRFProtect, add
+    its header to the callback's headers yourself, or render through Jinja.
+    """
+    state = _state()
+    s = state.settings
+    with current_app.test_request_context("/"):
+        try:
+            if not state.active():
+                click.echo("<!-- App Inbox is disabled -->")
+                return
+            html = state.snippet.render(
+                logged_in=not anonymous,
+                site_id=state.site_id() if callable(s.site_id) else None,
+                language=resolve_language(language, s) if not anonymous else "",
+                recoms=s.recoms,
+                tracking=s.tracking,
+                nonce=nonce,
+            )
+        except (ConfigurationError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(html or "<!-- nothing for visitors: set APPINBOX_RECOMS or APPINBOX_TRACKING -->")

@@ -1,0 +1,25 @@
+"""Blinker signals. The sender is always the Flask app; no signal carries the API key.
+
+- ``token_issued``: ``user``, ``contact``, ``renew`` (the browser asked for a new token), ``cached`` (served from
+  the token cache).
+- ``token_failed``: ``user``, ``contact`` (``None`` when the user has none), ``error`` (the answer's error code,
+  such as ``"upstream_timeout"``) and ``exception`` (the exception, or ``None``).
+- ``contact_created``: ``contact``, after ``APPINBOX_CREATE_CONTACTS`` created it in eSputnik.
+- ``breaker_opened``: ``failures`` (consecutive failed attempts), ``cooldown`` (seconds).
+- ``breaker_closed``: no arguments.
+
+Tokens themselves are never sent: a receiver that logs ``token_issued`` leaks nothing.
+"""
+from __future__ import annotations
+
+from blinker import Namespace
+
+__all__ = ["token_issued", "token_failed", "contact_created", "breaker_opened", "breaker_closed"]
+
+_signals = Namespace()
+
+token_issued = _signals.signal("appinbox.token-issued")
+token_failed = _signals.signal("appinbox.token-failed")
+contact_created = _signals.signal("appinbox.contact-created")
+breaker_opened = _signals.signal("appinbox.breaker-opened")
+breaker_closed = _signals.signal("appinbox.breaker-closed")

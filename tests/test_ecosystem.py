@@ -1,0 +1,326 @@
+"""The CLI, signals, Flask-Babel, tenants, shared caches and the testing helper."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import responses
+from conftest import API_KEY, SITE_ID, USERS, make_app
+from flask import Flask, render_template_string
+from flask_login import login_user
+
+from flask_appinbox import ConfigurationError, signals
+from flask_appinbox.testing import FAULTS, FakeEsputnik
+
+
+# -- the testing helper ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", sorted(FAULTS))
+def test_fake_esputnik_faults(kind: str) -> None:
+    app = make_app({"APPINBOX_RETRIES": 0})
+    with FakeEsputnik() as esputnik:
+        esputnik.fault(kind)
+        response = app.test_client(user=USERS["1"]).post("/appinbox/token")
+    assert (response.status_code, response.json["error"]) == FAULTS[kind]
+    assert esputnik.token_requests == [{"email": "alice@example.com"}]
+
+
+def test_fake_esputnik_token_unknown_and_created() -> None:
+    app = make_app({"APPINBOX_CREATE_CONTACTS": True})
+    client = app.test_client(user=USERS["1"])
+    with FakeEsputnik() as esputnik:
+        assert client.post("/appinbox/token").json == {"token": "test-token"}
+        esputnik.token("tok-2")
+        assert client.post("/appinbox/token").json == {"token": "tok-2"}
+        esputnik.unknown_contact()
+        assert client.post("/appinbox/token").json == {"token": "created-token"}
+        assert esputnik.contact_requests == [{"channels": [{"type": "email", "value": "alice@example.com"}]}]
+        esputnik.fault("rate_limited", retry_after=40)
+        response = client.post("/appinbox/token")
+        assert response.headers["Retry-After"] == "40"
+    with pytest.raises(ValueError):
+        esputnik.fault("meteor")
+
+
+def test_fake_esputnik_shares_a_mock(upstream: responses.RequestsMock) -> None:
+    app = make_app({"APPINBOX_API_URL": "https://eu.example/api"})
+    esputnik = FakeEsputnik("https://eu.example/api", mock=upstream)
+    esputnik.token("eu")
+    assert app.test_client(user=USERS["1"]).post("/appinbox/token").json == {"token": "eu"}
+
+
+# -- signals --------------------------------------------------------------------------------
+
+def test_signals_with_real_receivers() -> None:
+    app = make_app({"APPINBOX_CREATE_CONTACTS": True, "APPINBOX_TOKEN_CACHE_TTL": 60})
+    other = make_app()
+    seen: list[tuple[str, Any, dict[str, Any]]] = []
+
+    def receiver(name: str) -> Any:
+        def receive(sender: Any, **kwargs: Any) -> None:
+            seen.append((name, sender, kwargs))
+        return receive
+
+    issued, failed, created = receiver("issued"), receiver("failed"), receiver("created")
+    signals.token_issued.connect(issued, app)
+    signals.token_failed.connect(failed, app)
+    signals.contact_created.connect(created, app)
+    try:
+        client = app.test_client(user=USERS["1"])
+        with FakeEsputnik() as esputnik:
+            esputnik.unknown_contact()
+            client.post("/appinbox/token")
+            client.post("/appinbox/token")
+            esputnik.fault("timeout")
+            client.post("/appinbox/token", json={"renew": True})
+            app.test_client(user=USERS["3"]).post("/appinbox/token")
+            other.test_client(user=USERS["1"]).post("/appinbox/token")  # another app: not seen
+    finally:
+        signals.token_issued.disconnect(issued, app)
+        signals.token_failed.disconnect(failed, app)
+        signals.contact_created.disconnect(created, app)
+    names = [name for name, _, _ in seen]
+    assert names == ["created", "issued", "issued", "failed", "failed"]
+    assert all(sender is app for _, sender, _ in seen)
+    contact = seen[0][2]["contact"]
+    assert contact.email == "alice@example.com"
+    assert seen[1][2] == {"user": USERS["1"], "contact": contact, "renew": False, "cached": False}
+    assert seen[2][2]["cached"] is True
+    assert seen[3][2]["error"] == "upstream_timeout" and seen[3][2]["contact"] == contact
+    assert seen[3][2]["exception"].error == "upstream_timeout"
+    assert seen[4][2]["error"] == "contact_not_found" and seen[4][2]["contact"] is None
+    for _, _, kwargs in seen:
+        assert API_KEY not in repr(kwargs) and "created-token" not in repr(kwargs)
+
+
+def test_breaker_signals() -> None:
+    app = make_app({"APPINBOX_BREAKER_THRESHOLD": 2, "APPINBOX_RETRIES": 0, "APPINBOX_BREAKER_COOLDOWN": 10})
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    def opened(sender: Any, **kw: Any) -> None:
+        events.append(("opened", kw))
+
+    def closed(sender: Any, **kw: Any) -> None:
+        events.append(("closed", kw))
+
+    signals.breaker_opened.connect(opened, app)
+    signals.breaker_closed.connect(closed, app)
+    breaker = app.extensions["appinbox"].breaker
+    now = [0.0]
+    breaker.clock = lambda: now[0]
+    try:
+        client = app.test_client(user=USERS["1"])
+        with FakeEsputnik() as esputnik:
+            esputnik.fault("server_error", status=503)
+            client.post("/appinbox/token")
+            client.post("/appinbox/token")
+            assert client.post("/appinbox/token").json == {"error": "upstream_unavailable"}
+            now[0] += 10
+            esputnik.token("back")
+            assert client.post("/appinbox/token").json == {"token": "back"}
+    finally:
+        signals.breaker_opened.disconnect(opened, app)
+        signals.breaker_closed.disconnect(closed, app)
+    assert events == [("opened", {"failures": 2, "cooldown": 10.0}), ("closed", {})]
+
+
+# -- the CLI ----------------------------------------------------------------------------------
+
+def test_cli_check_found() -> None:
+    app = make_app()
+    with FakeEsputnik() as esputnik:
+        esputnik.token("secret-token-value")
+        result = app.test_cli_runner().invoke(args=["appinbox", "check", "--email", "alice@example.com"])
+    assert result.exit_code == 0, result.output
+    assert "configuration: OK" in result.output and "contact found" in result.output
+    assert "a***@example.com" in result.output
+    assert "secret-token-value" not in result.output and API_KEY not in result.output
+
+
+@pytest.mark.parametrize("kind,code,text", [
+    (None, 1, "contact not found"),
+    ("rejected", 2, "upstream_rejected"),
+    ("timeout", 2, "upstream_timeout"),
+])
+def test_cli_check_failures(kind: str | None, code: int, text: str) -> None:
+    app = make_app({"APPINBOX_RETRIES": 0})
+    with FakeEsputnik() as esputnik:
+        if kind is None:
+            esputnik.unknown_contact()
+        else:
+            esputnik.fault(kind)
+        result = app.test_cli_runner().invoke(args=["appinbox", "check", "--phone", "+380 50 123 45 67"])
+    assert result.exit_code == code, result.output
+    assert text in result.output and API_KEY not in result.output
+    assert esputnik.token_requests == [{"phone": "380501234567"}]
+
+
+def test_cli_check_needs_a_contact() -> None:
+    runner = make_app().test_cli_runner()
+    assert runner.invoke(args=["appinbox", "check"]).exit_code == 2
+    bad = runner.invoke(args=["appinbox", "check", "--email", "nope"])
+    assert bad.exit_code == 2 and "email" in bad.output
+
+
+def test_cli_check_against_the_sandbox() -> None:
+    app = Flask(__name__)
+    app.config["APPINBOX_SANDBOX"] = True
+    from flask_appinbox import FlaskAppInbox
+
+    FlaskAppInbox(app)
+    result = app.test_cli_runner().invoke(args=["appinbox", "check", "--external-id", "42"])
+    assert result.exit_code == 0, result.output
+    assert "the sandbox" in result.output
+
+
+def test_cli_snippet() -> None:
+    app = make_app({"APPINBOX_RECOMS": True})
+    runner = app.test_cli_runner()
+    logged_in = runner.invoke(args=["appinbox", "snippet", "--nonce", "abc", "--language", "de"])
+    assert logged_in.exit_code == 0
+    assert logged_in.output.count('<script nonce="abc">') == 2
+    assert "eS('init', {\"APP_INBOX\": true, \"RECOMS\": true}, {getAuthTokenCallback" in logged_in.output
+    assert 'language: "de"' in logged_in.output and f"{SITE_ID}.js" in logged_in.output
+    anonymous = runner.invoke(args=["appinbox", "snippet", "--anonymous"])
+    assert "<script>eS('init', {\"RECOMS\": true});</script>" in anonymous.output
+    bad = runner.invoke(args=["appinbox", "snippet", "--language", "klingon"])
+    assert bad.exit_code == 1 and "ISO 639-1" in bad.output
+
+
+# -- Flask-Babel ------------------------------------------------------------------------------
+
+def test_language_follows_flask_babel() -> None:
+    from flask_babel import Babel
+
+    locale = ["pt_BR"]
+    fresh = Flask(__name__)
+    fresh.config.update(SECRET_KEY="s", APPINBOX_API_KEY=API_KEY, APPINBOX_SITE_ID=SITE_ID)
+    from flask_login import LoginManager
+
+    from flask_appinbox import FlaskAppInbox
+
+    LoginManager(fresh).user_loader(USERS.get)
+    Babel(fresh, locale_selector=lambda: locale[0])
+    FlaskAppInbox(fresh)
+    with fresh.test_request_context("/"):
+        login_user(USERS["1"])
+        assert 'language: "pt"' in render_template_string("{{ appinbox_script() }}")
+    locale[0] = "uk"
+    with fresh.test_request_context("/"):
+        login_user(USERS["1"])
+        assert 'language: "uk"' in render_template_string("{{ appinbox_script() }}")
+
+
+def test_explicit_language_wins_over_flask_babel() -> None:
+    from flask_babel import Babel
+
+    app = make_app({"APPINBOX_LANGUAGE": "fr"})
+    Babel(app, locale_selector=lambda: "de")
+    with app.test_request_context("/"):
+        login_user(USERS["1"])
+        assert 'language: "fr"' in render_template_string("{{ appinbox_script() }}")
+
+
+def test_without_flask_babel_the_default_is_en() -> None:
+    fresh = Flask(__name__)
+    fresh.config.update(SECRET_KEY="s", APPINBOX_API_KEY=API_KEY, APPINBOX_SITE_ID=SITE_ID)
+    from flask_login import LoginManager
+
+    from flask_appinbox import FlaskAppInbox
+
+    LoginManager(fresh).user_loader(USERS.get)
+    FlaskAppInbox(fresh)
+    assert fresh.config["APPINBOX_LANGUAGE"] == "en"
+    with fresh.test_request_context("/"):
+        login_user(USERS["1"])
+        assert 'language: "en"' in render_template_string("{{ appinbox_script() }}")
+
+
+# -- tenants ----------------------------------------------------------------------------------
+
+TENANTS = {
+    "shop-a.example": ("key-a", "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"),
+    "shop-b.example": ("key-b", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"),
+    "shop-c.example": (None, None),  # no App Inbox for this one
+}
+
+
+def tenant_app() -> Flask:
+    from flask import request
+
+    return make_app({
+        "APPINBOX_API_KEY": lambda: TENANTS[request.headers["X-Shop"]][0],
+        "APPINBOX_SITE_ID": lambda: TENANTS[request.headers["X-Shop"]][1],
+        "APPINBOX_TOKEN_CACHE_TTL": 60,
+    })
+
+
+def test_two_tenants_in_one_app(upstream: responses.RequestsMock) -> None:
+    import requests
+
+    app = tenant_app()
+    fake = FakeEsputnik(mock=upstream)
+    fake.token("same-contact-token")
+    for host, (key, site) in TENANTS.items():
+        client = app.test_client(user=USERS["1"])
+        response = client.post("/appinbox/token", headers={"X-Shop": host})
+        with app.test_request_context("/", headers={"X-Shop": host}):
+            login_user(USERS["1"])
+            html = render_template_string("{{ appinbox_script() }}")
+        if key is None:
+            assert response.status_code == 404 and html == ""
+        else:
+            assert response.json == {"token": "same-contact-token"}
+            assert f"/scripts/{site}.js" in html
+    assert fake.auth_headers == [requests.auth._basic_auth_str("flask-appinbox", k) for k in ("key-a", "key-b")]
+    # The cache keeps accounts apart: a second round is served from it, per tenant.
+    for host in ("shop-a.example", "shop-b.example"):
+        app.test_client(user=USERS["1"]).post("/appinbox/token", headers={"X-Shop": host})
+    assert len(fake.token_requests) == 2
+    state = app.extensions["appinbox"]
+    assert len(state._clients) == 2
+
+
+def test_tenant_with_a_malformed_key_is_503_not_500(upstream: responses.RequestsMock,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app({"APPINBOX_API_KEY": lambda: " bad key "})
+    response = app.test_client(user=USERS["1"]).post("/appinbox/token")
+    assert (response.status_code, response.json) == (503, {"error": "configuration_error"})
+    assert "APPINBOX_API_KEY" in caplog.text and "bad key" not in caplog.text
+    with app.test_request_context("/"):
+        login_user(USERS["1"])
+        with pytest.raises(ConfigurationError):
+            render_template_string("{{ appinbox_script() }}")
+
+
+# -- shared token caches ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["simple", "filesystem"])
+def test_shared_cache_across_two_app_instances(kind: str, tmp_path: Any, upstream: responses.RequestsMock) -> None:
+    from cachelib import FileSystemCache, SimpleCache
+
+    cache = SimpleCache() if kind == "simple" else FileSystemCache(str(tmp_path))
+    one = make_app({"APPINBOX_TOKEN_CACHE": cache, "APPINBOX_TOKEN_CACHE_TTL": 60})
+    if kind == "filesystem":
+        cache = FileSystemCache(str(tmp_path))  # another process would open its own
+    two = make_app({"APPINBOX_TOKEN_CACHE": cache, "APPINBOX_TOKEN_CACHE_TTL": 60})
+    fake = FakeEsputnik(mock=upstream)
+    fake.token("shared")
+    assert one.test_client(user=USERS["1"]).post("/appinbox/token").json == {"token": "shared"}
+    assert two.test_client(user=USERS["1"]).post("/appinbox/token").json == {"token": "shared"}
+    assert len(fake.token_requests) == 1
+    fake.token("renewed")
+    assert two.test_client(user=USERS["1"]).post("/appinbox/token", json={"renew": True}).json == {"token": "renewed"}
+    assert one.test_client(user=USERS["1"]).post("/appinbox/token").json == {"token": "renewed"}
+    assert len(fake.token_requests) == 2
+    keys = list(cache._cache) if kind == "simple" else [p.name for p in tmp_path.iterdir()]
+    assert keys and all("alice" not in k for k in keys)  # keys are digests, not emails
+
+
+def test_shared_cache_needs_a_ttl_and_the_right_shape() -> None:
+    from cachelib import SimpleCache
+
+    with pytest.raises(ConfigurationError, match="APPINBOX_TOKEN_CACHE"):
+        make_app({"APPINBOX_TOKEN_CACHE": SimpleCache()})
+    with pytest.raises(ConfigurationError, match="APPINBOX_TOKEN_CACHE"):
+        make_app({"APPINBOX_TOKEN_CACHE": {"not": "a cache"}, "APPINBOX_TOKEN_CACHE_TTL": 5})
