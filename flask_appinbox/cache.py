@@ -87,8 +87,9 @@ class SingleFlight:
                 raise flight.error
             return flight.result  # type: ignore[return-value]
         try:
-            flight.result = fn()
-            return flight.result  # type: ignore[return-value]
+            result = fn()
+            flight.result = result
+            return result
         except BaseException as exc:
             flight.error = exc
             raise

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 from flask import current_app
@@ -11,11 +12,15 @@ from .contact import Contact
 from .errors import ConfigurationError, UpstreamError
 from .snippet import resolve_language
 
+if TYPE_CHECKING:
+    from .extension import AppInboxState
+
 appinbox_cli = AppGroup("appinbox", help="eSputnik App Inbox: check the setup, print the snippet.")
 
 
-def _state():  # type: ignore[no-untyped-def]
-    return current_app.extensions["appinbox"]
+def _state() -> AppInboxState:
+    state: AppInboxState = current_app.extensions["appinbox"]
+    return state
 
 
 @appinbox_cli.command("check")

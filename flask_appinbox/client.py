@@ -29,7 +29,7 @@ __all__ = ["EsputnikClient"]
 
 log = logging.getLogger("flask_appinbox")
 
-TOKEN_PATH = "/v1/auth/contact/token"
+TOKEN_PATH = "/v1/auth/contact/token"  # noqa: S105 - a path, not a secret
 CONTACT_PATH = "/v1/contact"
 MAX_BODY = 64 * 1024
 MAX_RETRY_AFTER = 86400
@@ -210,7 +210,7 @@ class EsputnikClient:
         raise error
 
     def _backoff(self, attempt: int) -> float:
-        delay = min(self.backoff_cap, self.backoff * 2 ** (attempt - 1))
+        delay: float = min(self.backoff_cap, self.backoff * 2.0 ** (attempt - 1))
         return delay * (0.5 + random.random() / 2)
 
     def _attempt(self, url: str, data: str, timeout: float, deadline: float) -> Any:

@@ -104,7 +104,7 @@ def _http_url(config: Mapping[str, Any], key: str) -> str:
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         raise ConfigurationError(key, "must be an http(s) URL with a host and no query, such as "
                                       f"{DEFAULT_API_URL!r}")
-    return value.rstrip("/")
+    return str(value).rstrip("/")
 
 
 def _secret(config: Mapping[str, Any], key: str, required: bool) -> str | Callable[[], str | None] | None:

@@ -115,13 +115,13 @@ def _note_socket(conn: HTTPConnection) -> None:
 
 
 class _HTTPConnection(HTTPConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> None:
         super().request(*args, **kwargs)
         _note_socket(self)
 
 
 class _HTTPSConnection(HTTPSConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def request(self, *args: Any, **kwargs: Any) -> None:
         super().request(*args, **kwargs)
         _note_socket(self)
 

@@ -79,7 +79,7 @@ class FakeEsputnik:
 
     # -- what eSputnik answers ---------------------------------------------------------
 
-    def token(self, token: str = "test-token") -> None:
+    def token(self, token: str = "test-token") -> None:  # noqa: S107 - a fake token for tests
         """Answer ``{"token": token}``."""
         self._answer = ("token", token)
 

@@ -86,7 +86,7 @@ def _current_user() -> Any:
         return None
     from flask_login import current_user
 
-    user = current_user._get_current_object()  # type: ignore[attr-defined]
+    user = current_user._get_current_object()
     return user if user is not None and user.is_authenticated else None
 
 

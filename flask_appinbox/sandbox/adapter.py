@@ -36,7 +36,7 @@ class WSGIAdapter(BaseAdapter):
         url = urlsplit(request.url or "/")
         builder = EnvironBuilder(path=url.path or "/", base_url=f"{url.scheme}://{url.netloc}/",
                                  query_string=url.query, method=request.method or "GET",
-                                 headers=dict(request.headers), data=body or b"")
+                                 headers=list(request.headers.items()), data=body or b"")
         environ = builder.get_environ()
         builder.close()
         app_iter, status, headers = run_wsgi_app(self._wsgi, environ, buffered=True)
