@@ -5,9 +5,8 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from email.utils import format_datetime
 
 import pytest
 import requests
@@ -75,7 +74,7 @@ def test_backoff_is_exponential_and_capped(upstream: responses.RequestsMock) -> 
     assert info.value.status_code == 500
     assert len(upstream.calls) == 6 and len(waits) == 5
     highs = [0.1, 0.2, 0.3, 0.3, 0.3]
-    assert all(high / 2 <= w <= high for w, high in zip(waits, highs))
+    assert all(high / 2 <= w <= high for w, high in zip(waits, highs, strict=True))
 
 
 @pytest.mark.parametrize("status", [400, 401, 403])

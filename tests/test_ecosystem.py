@@ -12,7 +12,6 @@ from flask_login import login_user
 from flask_appinbox import ConfigurationError, signals
 from flask_appinbox.testing import FAULTS, FakeEsputnik
 
-
 # -- the testing helper ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", sorted(FAULTS))
