@@ -56,6 +56,8 @@ class AppInboxState:
         elif settings.token_cache_ttl > 0:
             self.cache = TokenCache(settings.token_cache_ttl)
         self._cache_timeout = max(1, math.ceil(settings.token_cache_ttl))
+        # Accounts resolved per request (tenants), or fixed at start-up.
+        self.per_request = callable(settings.api_key) or callable(settings.site_id)
         # One bulkhead and one breaker per process, whichever account a call is for.
         app_ref = weakref.ref(app)
         self.bulkhead = Bulkhead(settings.max_concurrent)

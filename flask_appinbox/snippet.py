@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app, g, has_request_context, request
+from flask import Flask, current_app, g, has_request_context, request
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup, escape
 
@@ -25,12 +25,12 @@ _ATTR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]*")
 # eSputnik's loader from its App Inbox documentation, with two changes: the
 # script address comes whole (APPINBOX_SCRIPT_URL), and the script element it
 # inserts carries the page's CSP nonce, so a nonce-only policy works too.
-_LOADER = (
+_LOADER_HEAD = (
     "!function (t, e, c, n, o) {var s = e.createElement(c); s.async = 1, s.src = n; if (o) s.nonce = o; "
     "var r = e.scripts[0]; r.parentNode.insertBefore(s, r); var f = function () {f.c(arguments); }; "
     "f.q = []; f.c = function () {f.q.push(arguments); }; t['eS'] = t['eS'] || f; }"
-    "(window, document, 'script', %s, %s);"
-)
+    "(window, document, 'script', %s, "
+)  # the nonce argument follows
 
 # getAuthTokenCallback: POSTs {"renew": false} first and {"renew": true} after;
 # resolves to the token ("" for an unknown contact), rejects with an Error otherwise.
@@ -58,9 +58,8 @@ class Snippet:
         self.token_path = token_path  # without the app's SCRIPT_NAME
         self.script_src = script_src  # absolute URL, or a path without the app's SCRIPT_NAME
         self.relative_src = script_src.startswith("/")
-        self._src_json = tojs(script_src)
-        self._token_json = tojs(token_path)
         self._flags_json: dict[tuple[Any, Any, bool], str] = {}
+        self._parts: dict[tuple[Any, ...], tuple[str, str]] = {}
 
     def flags(self, recoms: bool | None, tracking: bool | None, app_inbox: bool) -> str:
         key = (recoms, tracking, app_inbox)
@@ -89,40 +88,52 @@ class Snippet:
         """The HTML; ``""`` for a visitor when neither RECOMS nor TRACKING is set."""
         if not logged_in and recoms is None and tracking is None:
             return ""
+        head_json = tojs({**_HEADERS, **headers}) if headers else None
+        key = (logged_in, language, recoms, tracking, script_root, site_id, head_json)
+        parts = self._parts.get(key)
+        if parts is None:
+            parts = self._build(*key)
+            if head_json is None:  # a CSRF token differs per session: not worth keeping
+                if len(self._parts) >= 256:
+                    self._parts.clear()
+                self._parts[key] = parts
+        loader, init = parts
         attr = f' nonce="{escape(nonce)}"' if nonce else ""
+        nonce_js = tojs(nonce) if nonce else "null"
+        return f"<script{attr}>{loader}{nonce_js});</script><script{attr}>{init}</script>"
+
+    def _build(self, logged_in: bool, language: str, recoms: bool | None, tracking: bool | None,
+               script_root: str, site_id: str | None, head_json: str | None) -> tuple[str, str]:
+        """The loader up to its nonce argument, and the init call: all that does not depend on the nonce."""
         if site_id is not None and "{site_id}" in self.script_src:  # a site ID per request (tenants)
-            src = tojs(self.script_src.format(site_id=site_id))
-        elif self.relative_src and script_root:
-            src = tojs(script_root + self.script_src)
+            src = self.script_src.format(site_id=site_id)
+        elif self.relative_src:
+            src = script_root + self.script_src
         else:
-            src = self._src_json
-        html = f"<script{attr}>" + _LOADER % (src, tojs(nonce) if nonce else "null") + "</script>"
+            src = self.script_src
+        loader = _LOADER_HEAD % tojs(src)
         flags = self.flags(recoms, tracking, logged_in)
         if not logged_in:
-            return html + f"<script{attr}>eS('init', {flags});</script>"
-        token = tojs(script_root + self.token_path) if script_root else self._token_json
-        head = {"Content-Type": "application/json", "Accept": "application/json"}
-        if headers:
-            head.update(headers)
-        callback = _CALLBACK % (token, tojs(head))
-        return html + (
-            f"<script{attr}>eS('init', {flags}, "
-            f"{{getAuthTokenCallback: {callback}, language: {tojs(language)}}});</script>"
-        )
+            return loader, f"eS('init', {flags});"
+        callback = _CALLBACK % (tojs(script_root + self.token_path), head_json or tojs(_HEADERS))
+        return loader, f"eS('init', {flags}, {{getAuthTokenCallback: {callback}, language: {tojs(language)}}});"
 
 
-def _state() -> Any:
+_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+def _state(app: Flask | None = None) -> Any:
     try:
-        return current_app.extensions["appinbox"]
+        return (app or current_app).extensions["appinbox"]
     except KeyError:
         raise RuntimeError("Flask-AppInbox is not initialised on this app: call FlaskAppInbox(app) "
                            "or appinbox.init_app(app)") from None
 
 
-def resolve_nonce(nonce: str | Callable[[], str] | None) -> str | None:
+def resolve_nonce(nonce: str | Callable[[], str] | None, app: Flask | None = None) -> str | None:
     """An explicit nonce (string or callable), else Flask-Talisman's ``csp_nonce`` when registered."""
     if nonce is None:
-        nonce = current_app.jinja_env.globals.get("csp_nonce")  # type: ignore[assignment]
+        nonce = (app or current_app).jinja_env.globals.get("csp_nonce")  # type: ignore[assignment]
     if callable(nonce):
         nonce = nonce()
     if nonce is None or nonce == "":
@@ -154,23 +165,26 @@ def _babel_locale() -> str | None:
     return str(locale) if locale is not None else None
 
 
-def _csrf_headers() -> dict[str, str] | None:
+def _csrf_headers(app: Flask) -> dict[str, str] | None:
     """Flask-WTF's CSRF token header, when its CSRFProtect guards this app."""
-    if "csrf" not in current_app.extensions:
+    if "csrf" not in app.extensions:
         return None
-    generate = current_app.jinja_env.globals.get("csrf_token")
+    generate = app.jinja_env.globals.get("csrf_token")
     if not callable(generate):
         return None
-    names = current_app.config.get("WTF_CSRF_HEADERS") or ["X-CSRFToken"]
+    names = app.config.get("WTF_CSRF_HEADERS") or ["X-CSRFToken"]
     return {str(names[0]): str(generate())}
 
 
-def _logged_in() -> bool:
-    if not hasattr(current_app, "login_manager"):
+def _logged_in(app: Flask) -> bool:
+    if not hasattr(app, "login_manager"):
         return False
     from flask_login import current_user
 
     return bool(current_user.is_authenticated)
+
+
+_EMPTY = Markup("")
 
 
 def appinbox_script(
@@ -186,32 +200,43 @@ def appinbox_script(
     nothing when App Inbox is disabled, and nothing on a second call in the
     same request (eSputnik wants ``init`` once per page).
     """
-    state = _state()
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    state = _state(app)
     settings = state.settings
+    if not settings.enabled:
+        return _EMPTY
     in_request = has_request_context()
-    if not settings.enabled or (in_request and not state.active()):
-        return Markup("")
-    if in_request and g.get("_appinbox_script_rendered"):
-        log.warning("appinbox_script() called twice in one request; the second call renders nothing "
-                    "(eSputnik's init must run once per page)")
-        return Markup("")
-    logged_in = in_request and _logged_in()
+    if in_request:
+        flask_g = g._get_current_object()
+        if getattr(flask_g, "_appinbox_script_rendered", False):
+            log.warning("appinbox_script() called twice in one request; the second call renders nothing "
+                        "(eSputnik's init must run once per page)")
+            return _EMPTY
+        if state.per_request and not state.active():
+            return _EMPTY
+    logged_in = in_request and _logged_in(app)
     recoms = settings.recoms if recoms is _UNSET else recoms
     tracking = settings.tracking if tracking is _UNSET else tracking
     if not logged_in and recoms is None and tracking is None:
-        return Markup("")
+        return _EMPTY
+    if not logged_in:
+        code = ""
+    elif language is None and isinstance(settings.language, str):
+        code = settings.language  # checked and reduced by init_app
+    else:
+        code = resolve_language(language, settings)
     html = state.snippet.render(
         logged_in=logged_in,
         site_id=state.site_id() if in_request and callable(settings.site_id) else None,
-        language=resolve_language(language, settings) if logged_in else "",
+        language=code,
         recoms=recoms,
         tracking=tracking,
-        nonce=resolve_nonce(nonce) if in_request or nonce is not None else None,
+        nonce=resolve_nonce(nonce, app) if in_request or nonce is not None else None,
         script_root=request.script_root if in_request else "",
-        headers=_csrf_headers() if logged_in else None,
+        headers=_csrf_headers(app) if logged_in else None,
     )
     if in_request:
-        g._appinbox_script_rendered = True
+        flask_g._appinbox_script_rendered = True
     return Markup(html)  # noqa: S704 - every value in it went through tojs() or escape()
 
 
