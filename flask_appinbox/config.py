@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -206,7 +206,7 @@ def _sandbox_contacts(config: Mapping[str, Any], key: str) -> tuple[str, ...] | 
 class Settings:
     """The checked configuration of one app; built once by ``init_app``."""
 
-    api_key: str | Callable[[], str | None] | None
+    api_key: str | Callable[[], str | None] | None = field(repr=False)  # a secret: never in a repr
     site_id: str | Callable[[], str | None] | None
     language: LanguageSetting | None  # None: Flask-Babel's locale when in use, else "en"
     recoms: bool | None

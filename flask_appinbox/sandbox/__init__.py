@@ -7,10 +7,11 @@ the configured API key is never sent, and no request header can steer it.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import requests
 from flask import Flask
+from flask_login import user_logged_out
 
 from .adapter import WSGIAdapter
 from .store import SandboxStore
@@ -27,9 +28,25 @@ SANDBOX_ORIGIN = "http://appinbox-sandbox.invalid"
 
 def install(app: Flask, settings: Settings, session: requests.Session) -> tuple[str, str]:
     """Serve the sandbox on ``app`` and route ``session`` to it; returns (API key, API base URL)."""
-    app.extensions["appinbox_sandbox"] = SandboxStore(settings.sandbox_contacts)
     prefix = f"{settings.url_prefix}/sandbox"
+    app.extensions["appinbox_sandbox"] = SandboxStore(settings.sandbox_contacts, page=f"{prefix}/")
     app.register_blueprint(sandbox_bp, url_prefix=prefix)
+    user_logged_out.connect(_spend_tokens, app, weak=False)
     session.mount(SANDBOX_ORIGIN + "/", WSGIAdapter(app))
     session.trust_env = False  # no proxy or .netrc between the client and the sandbox
     return SANDBOX_API_KEY, f"{SANDBOX_ORIGIN}{prefix}/api"
+
+
+def _spend_tokens(app: Flask, user: Any = None, **_: Any) -> None:
+    """On logout, spend every sandbox token of the user's contact."""
+    state = app.extensions.get("appinbox")
+    sandbox = app.extensions.get("appinbox_sandbox")
+    if state is None or sandbox is None or user is None:
+        return
+    try:
+        contact = state.contact_for(user)
+    except Exception:
+        return
+    payload = contact.as_payload() if contact else {}
+    if payload:
+        sandbox.forget_contact(sandbox.key_for(next(iter(payload.values()))))

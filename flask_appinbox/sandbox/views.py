@@ -1,16 +1,66 @@
-"""The sandbox blueprint: a local stand-in for eSputnik's API."""
+"""The sandbox blueprint: a local stand-in for eSputnik's API, its script and a page to send messages.
+
+Under ``<prefix>/sandbox``:
+
+``POST /api/v1/auth/contact/token``, ``POST /api/v1/contact``
+    eSputnik's contact-token and contact calls, Basic auth with :data:`SANDBOX_API_KEY`
+    (401 without it); ``{"token": ""}`` for a contact the sandbox does not know.
+
+``GET /loader.js``
+    The script that stands in for eSputnik's (``static/loader.js``).
+
+``GET /api/v1/appinbox/messages``, ``GET .../messages/count``, ``POST|PUT .../messages/status``
+    The App Inbox message calls, after eSputnik's mobile App Inbox documentation: the token in
+    an ``ES-TOKEN`` request header, ``GET messages/count`` answering ``{"count": <unread>}``,
+    and 401 for a token that is missing, unknown or spent, upon which the client asks for a new
+    one. eSputnik serves these at ``/appinbox/v1/...``; here they sit beside the token API.
+    Where the documentation is silent, the sandbox chooses:
+
+    - A token is good for one message call, whatever its outcome. eSputnik passes the next
+      token in an ``ES-TOKEN`` response header; the sandbox sends none, so every call after a
+      page's first goes through ``getAuthTokenCallback`` (``{"renew": true}``): the path eSputnik
+      takes when it invalidates a token.
+    - ``GET messages?page=0&size=20`` (``size`` 1 to 100) answers
+      ``{"messages": [...], "page": 0, "size": 20, "pages": 1, "total": 3}``, newest first; a
+      message is ``{"id": int, "date": "<ISO 8601, UTC>", "title": str, "text": str,
+      "link": str | null, "status": "UNREAD" | "READ"}``.
+    - ``messages/status`` takes ``{"ids": [int, ...], "status": "READ" | "UNREAD"}`` (unknown
+      ids are ignored) and answers ``{"updated": <changed>, "count": <unread>}``.
+    - Errors are JSON ``{"error": "..."}``: 400 for a bad body or query, 401 ``invalid_token``.
+
+``GET /``, ``POST /``
+    A page listing the inboxes looked at so far, with a form that adds a message to one.
+    The form is refused unless the browser says it comes from this site (``Origin`` or
+    ``Sec-Fetch-Site``). Inboxes live in this process's memory, so there is no command-line
+    way to add one to a running server.
+"""
 from __future__ import annotations
 
 import hmac
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
 
-from .store import SandboxStore, identifiers
+from ..views import is_cross_site
+from .store import MAX_LINK, MAX_TEXT, MAX_TITLE, SandboxStore, identifiers
 
 #: The sandbox's own, public credential. The configured APPINBOX_API_KEY is
 #: never sent to the sandbox.
 SANDBOX_API_KEY = "sandbox-api-key"
+
+MAX_PAGE_SIZE = 100
+MAX_STATUS_IDS = 1000
 
 sandbox_bp = Blueprint("appinbox_sandbox", __name__, static_folder="static",
                        template_folder="templates")
@@ -40,6 +90,9 @@ def _contact_ids(body: Any) -> list[str] | None:
         return identifiers(body) or None
     except (TypeError, ValueError):
         return None
+
+
+# -- eSputnik's token and contact API -------------------------------------------------
 
 
 @sandbox_bp.post("/api/v1/auth/contact/token")
@@ -74,3 +127,122 @@ def api_contact() -> Response:
         return _json(400, {"error": "externalCustomerId or an email/sms channel is required"})
     store().create(ids)
     return _json(200, {"id": abs(hash(ids[0])) % 10**9})
+
+
+# -- the script and its message calls ---------------------------------------------------
+
+
+@sandbox_bp.get("/loader.js")
+def loader() -> Response:
+    """The sandbox's stand-in for eSputnik's script (where the snippet points)."""
+    assert sandbox_bp.static_folder is not None
+    return send_from_directory(sandbox_bp.static_folder, "loader.js", mimetype="text/javascript")
+
+
+def _redeem() -> str | None:
+    """The contact key of the request's ``ES-TOKEN``, which is spent."""
+    token = request.headers.get("ES-TOKEN", "").strip()
+    return store().redeem(token) if token else None
+
+
+def _invalid_token() -> Response:
+    return _json(401, {"error": "invalid_token"})
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+        return None
+    return int(raw)
+
+
+@sandbox_bp.get("/api/v1/appinbox/messages")
+def api_messages() -> Response:
+    key = _redeem()
+    if key is None:
+        return _invalid_token()
+    page = _int_arg("page", 0, 0, 10**6)
+    size = _int_arg("size", 20, 1, MAX_PAGE_SIZE)
+    if page is None or size is None:
+        return _json(400, {"error": f"page must be 0 or more and size 1 to {MAX_PAGE_SIZE}"})
+    messages, total = store().page_of(key, page, size)
+    return _json(200, {"messages": messages, "page": page, "size": size,
+                       "pages": -(-total // size), "total": total})
+
+
+@sandbox_bp.get("/api/v1/appinbox/messages/count")
+def api_count() -> Response:
+    key = _redeem()
+    if key is None:
+        return _invalid_token()
+    return _json(200, {"count": store().unread(key)})
+
+
+@sandbox_bp.route("/api/v1/appinbox/messages/status", methods=["POST", "PUT"])
+def api_status() -> Response:
+    key = _redeem()
+    if key is None:
+        return _invalid_token()
+    body = request.get_json(silent=True)
+    ids = body.get("ids") if isinstance(body, dict) else None
+    status = body.get("status") if isinstance(body, dict) else None
+    if (not isinstance(ids, list) or len(ids) > MAX_STATUS_IDS or status not in ("READ", "UNREAD")
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)):
+        return _json(400, {"error": 'the body must be {"ids": [int, ...], "status": "READ" | "UNREAD"}'})
+    updated = store().mark(key, ids, read=status == "READ")
+    return _json(200, {"updated": updated, "count": store().unread(key)})
+
+
+# -- the sandbox page ---------------------------------------------------------------------
+
+
+def _from_this_site() -> bool:
+    """A browser's same-origin request: it says so (``Origin`` or ``Sec-Fetch-Site``) and is not cross-site."""
+    said = "Origin" in request.headers or "Sec-Fetch-Site" in request.headers
+    return said and not is_cross_site()
+
+
+def _current_contact() -> str:
+    """The first identifier of the logged-in user's contact, to fill in the form."""
+    if not hasattr(current_app, "login_manager"):
+        return ""
+    from flask_login import current_user
+
+    try:
+        if not current_user.is_authenticated:
+            return ""
+        contact = current_app.extensions["appinbox"].contact_for(current_user)
+    except Exception:
+        return ""
+    payload = contact.as_payload() if contact else {}
+    return next(iter(payload.values()), "")
+
+
+@sandbox_bp.route("/", methods=["GET", "POST"])
+def page() -> Any:
+    form = {"to": "", "title": "", "text": "", "link": ""}
+    error = None
+    status = 200
+    if request.method == "POST":
+        if not _from_this_site():
+            abort(403)
+        form = {name: request.form.get(name, "") for name in form}
+        try:
+            store().add_message(form["to"], form["title"], form["text"], form["link"] or None)
+        except (TypeError, ValueError) as exc:
+            error, status = str(exc), 400
+        else:
+            return redirect(url_for(".page", sent=form["to"].strip()), code=303)
+    else:
+        form["to"] = _current_contact()
+    nonce = current_app.jinja_env.globals.get("csp_nonce")
+    html = render_template(
+        "appinbox_sandbox/page.html", form=form, error=error, sent=request.args.get("sent"),
+        inboxes=store().summary(), nonce=nonce() if callable(nonce) else None,
+        max_title=MAX_TITLE, max_text=MAX_TEXT, max_link=MAX_LINK,
+    )
+    response = current_app.make_response((html, status))
+    response.headers["Cache-Control"] = "no-store"
+    return response
