@@ -69,11 +69,7 @@ def check(email: str | None, phone: str | None, external_id: str | None) -> None
 @click.option("--language", help="Override APPINBOX_LANGUAGE.")
 @click.option("--nonce", help="A CSP nonce to put on the script tags.")
 def snippet(anonymous: bool, language: str | None, nonce: str | None) -> None:
-    """Print the HTML that appinbox_script() renders, for pages not rendered by Jinja.
-
-    The logged-in form carries no CSRF token: with Flask-WTF's CSRFProtect, add
-    its header to the callback's headers yourself, or render through Jinja.
-    """
+    """Print the HTML that appinbox_script() renders, for pages not rendered by Jinja."""
     state = _state()
     s = state.settings
     with current_app.test_request_context("/"):

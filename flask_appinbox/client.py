@@ -134,6 +134,7 @@ class EsputnikClient:
         body = self._call(TOKEN_PATH, payload, deadline)
         token = body.get("token") if isinstance(body, dict) else None
         if not isinstance(token, str):
+            log.warning("eSputnik POST %s answered 200 without a token string", TOKEN_PATH)
             raise UpstreamError("eSputnik's token answer has no token string", status_code=200)
         return token
 

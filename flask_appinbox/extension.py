@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
-from flask import Flask
+from flask import Flask, current_app
 from flask_login import user_logged_out
 
 from .cache import SingleFlight, TokenCache
@@ -247,6 +247,21 @@ class FlaskAppInbox:
 
         app.cli.add_command(appinbox_cli)
         user_logged_out.connect(_on_logout, app, weak=False)
+        # Flask-WTF's CSRFProtect: the endpoints refuse cross-site requests themselves
+        # (Origin and Sec-Fetch-Site). Exempt them whichever extension comes first:
+        # now if CSRFProtect is already there, else before its check on each request.
+        _exempt_from_csrf(app)
+        app.before_request(_exempt_from_csrf)
+
+
+def _exempt_from_csrf(app: Flask | None = None) -> None:
+    app = app or current_app
+    csrf = app.extensions.get("csrf")
+    if csrf is None or not hasattr(csrf, "exempt"):
+        return
+    csrf.exempt(bp)
+    if "appinbox_sandbox" in app.blueprints:
+        csrf.exempt(app.blueprints["appinbox_sandbox"])
 
 
 def _on_logout(app: Flask, user: Any = None, **_: Any) -> None:

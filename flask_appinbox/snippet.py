@@ -83,27 +83,24 @@ class Snippet:
         tracking: bool | None,
         nonce: str | None,
         script_root: str = "",
-        headers: dict[str, str] | None = None,
     ) -> str:
         """The HTML; ``""`` for a visitor when neither RECOMS nor TRACKING is set."""
         if not logged_in and recoms is None and tracking is None:
             return ""
-        head_json = tojs({**_HEADERS, **headers}) if headers else None
-        key = (logged_in, language, recoms, tracking, script_root, site_id, head_json)
+        key = (logged_in, language, recoms, tracking, script_root, site_id)
         parts = self._parts.get(key)
         if parts is None:
             parts = self._build(*key)
-            if head_json is None:  # a CSRF token differs per session: not worth keeping
-                if len(self._parts) >= 256:
-                    self._parts.clear()
-                self._parts[key] = parts
+            if len(self._parts) >= 256:  # many tenants or languages: start over rather than grow
+                self._parts.clear()
+            self._parts[key] = parts
         loader, init = parts
         attr = f' nonce="{escape(nonce)}"' if nonce else ""
         nonce_js = tojs(nonce) if nonce else "null"
         return f"<script{attr}>{loader}{nonce_js});</script><script{attr}>{init}</script>"
 
     def _build(self, logged_in: bool, language: str, recoms: bool | None, tracking: bool | None,
-               script_root: str, site_id: str | None, head_json: str | None) -> tuple[str, str]:
+               script_root: str, site_id: str | None) -> tuple[str, str]:
         """The loader up to its nonce argument, and the init call: all that does not depend on the nonce."""
         if site_id is not None and "{site_id}" in self.script_src:  # a site ID per request (tenants)
             src = self.script_src.format(site_id=site_id)
@@ -115,11 +112,11 @@ class Snippet:
         flags = self.flags(recoms, tracking, logged_in)
         if not logged_in:
             return loader, f"eS('init', {flags});"
-        callback = _CALLBACK % (tojs(script_root + self.token_path), head_json or tojs(_HEADERS))
+        callback = _CALLBACK % (tojs(script_root + self.token_path), _HEADERS_JSON)
         return loader, f"eS('init', {flags}, {{getAuthTokenCallback: {callback}, language: {tojs(language)}}});"
 
 
-_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+_HEADERS_JSON = tojs({"Content-Type": "application/json", "Accept": "application/json"})
 
 
 def _state(app: Flask | None = None) -> Any:
@@ -163,17 +160,6 @@ def _babel_locale() -> str | None:
         return None
     locale = get_locale()
     return str(locale) if locale is not None else None
-
-
-def _csrf_headers(app: Flask) -> dict[str, str] | None:
-    """Flask-WTF's CSRF token header, when its CSRFProtect guards this app."""
-    if "csrf" not in app.extensions:
-        return None
-    generate = app.jinja_env.globals.get("csrf_token")
-    if not callable(generate):
-        return None
-    names = app.config.get("WTF_CSRF_HEADERS") or ["X-CSRFToken"]
-    return {str(names[0]): str(generate())}
 
 
 def _logged_in(app: Flask) -> bool:
@@ -233,7 +219,6 @@ def appinbox_script(
         tracking=tracking,
         nonce=resolve_nonce(nonce, app) if in_request or nonce is not None else None,
         script_root=request.script_root if in_request else "",
-        headers=_csrf_headers(app) if logged_in else None,
     )
     if in_request:
         flask_g._appinbox_script_rendered = True

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -118,7 +119,7 @@ def token() -> Response:
         log.warning("the contact of user %r is not valid (%s); not asking eSputnik", _user_id(user), exc)
         contact = None
     except Exception as exc:
-        log.exception("the contact loader failed")
+        log_unexpected("the contact loader failed", exc)
         return _failed(user, None, 503, "contact_unavailable", exc)
     if not contact:
         return _failed(user, None, 404, ContactNotFound.error, None, {"token": ""})
@@ -129,7 +130,7 @@ def token() -> Response:
     except UpstreamError as exc:
         return _failed(user, contact, exc.status, exc.error, exc, retry_after=exc.retry_after)
     except Exception as exc:
-        log.exception("issuing an App Inbox token failed")
+        log_unexpected("issuing an App Inbox token failed", exc)
         return _failed(user, contact, 503, "internal_error", exc)
     token_issued.send(current_app._get_current_object(), user=user, contact=contact,  # type: ignore[attr-defined]
                       renew=renew, cached=cached)
@@ -141,6 +142,14 @@ def _failed(user: Any, contact: Contact | None, status: int, error: str, exc: Ex
     token_failed.send(current_app._get_current_object(), user=user, contact=contact,  # type: ignore[attr-defined]
                       error=error, exception=exc)
     return answer(status, {**(extra or {}), "error": error}, retry_after)
+
+
+def log_unexpected(what: str, exc: BaseException) -> None:
+    """Log an unexpected exception with its type and traceback, but not its message:
+    a message from a database or a transport may hold personal data or the API key."""
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("%s: %s (message withheld)\nTraceback (most recent call last):\n%s",
+              what, type(exc).__qualname__, frames.rstrip())
 
 
 def _user_id(user: Any) -> str:
