@@ -229,8 +229,8 @@ class EsputnikClient:
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                     wait = None if retry_after is None else float(retry_after)
                     error = UpstreamRateLimited(
-                        "eSputnik answered 429", retry_after=retry_after if retry_after is not None
-                        else DEFAULT_RETRY_AFTER)
+                        "eSputnik answered 429", status_code=429,
+                        retry_after=retry_after if retry_after is not None else DEFAULT_RETRY_AFTER)
                     raise _Attempt(_RATE_LIMITED, error, retry=True, wait=wait)
                 elif status in (400, 401, 403):
                     raise _Attempt(_FAILED, UpstreamRejected(f"eSputnik answered {status}", status_code=status),

@@ -29,16 +29,18 @@ class ContactNotFound(AppInboxError):
 class UpstreamError(AppInboxError):
     """eSputnik could not be reached or answered something unusable.
 
-    ``status_code`` is eSputnik's HTTP status when it answered, else ``None``.
+    ``status`` and ``error`` are the token endpoint's answer; ``status_code`` is
+    eSputnik's HTTP status when it answered; ``retry_after`` (seconds) goes to
+    the browser as ``Retry-After``.
     """
 
     status = 502
     error = "upstream_error"
-    retry_after: int | None = None
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    def __init__(self, message: str, *, status_code: int | None = None, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.retry_after = retry_after
 
 
 class UpstreamTimeout(UpstreamError):
@@ -63,10 +65,6 @@ class UpstreamRateLimited(UpstreamError):
     status = 503
     error = "upstream_rate_limited"
 
-    def __init__(self, message: str, *, retry_after: int, status_code: int | None = 429) -> None:
-        super().__init__(message, status_code=status_code)
-        self.retry_after = retry_after
-
 
 class UpstreamBusy(UpstreamError):
     """Too many upstream calls are already in flight in this process."""
@@ -74,17 +72,9 @@ class UpstreamBusy(UpstreamError):
     status = 503
     error = "upstream_busy"
 
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
 
 class UpstreamUnavailable(UpstreamError):
     """The circuit breaker is open after repeated upstream failures."""
 
     status = 503
     error = "upstream_unavailable"
-
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
