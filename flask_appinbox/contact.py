@@ -7,13 +7,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Contact", "mask_email", "mask_phone"]
+__all__ = ["Contact", "InvalidContact", "mask_email", "mask_phone"]
 
 _EMAIL_MAX = 254
 _EXTERNAL_ID_MAX = 256
 _PHONE_SEPARATORS = re.compile(r"[\s\-().]")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 _API_FIELDS = {"email": "email", "phone": "phone", "externalCustomerId": "external_customer_id"}
+
+
+class InvalidContact(ValueError):
+    """A contact value is malformed; the message names the field, never the value."""
 
 
 def _has_control(value: str) -> bool:
@@ -34,7 +38,7 @@ def _text(field: str, value: Any) -> str | None:
 def _email(value: str) -> str:
     value = value.lower()
     if len(value) > _EMAIL_MAX or _has_control(value) or not _EMAIL.fullmatch(value):
-        raise ValueError("Contact.email is not an email address")
+        raise InvalidContact("Contact.email is not an email address")
     return value
 
 
@@ -43,13 +47,13 @@ def _phone(value: str) -> str:
     if digits.startswith("+"):
         digits = digits[1:]
     if not (digits.isascii() and digits.isdigit() and 5 <= len(digits) <= 15):
-        raise ValueError("Contact.phone must hold 5 to 15 digits (separators and a leading + are dropped)")
+        raise InvalidContact("Contact.phone must hold 5 to 15 digits (separators and a leading + are dropped)")
     return digits
 
 
 def _external_id(value: str) -> str:
     if len(value) > _EXTERNAL_ID_MAX or _has_control(value):
-        raise ValueError(f"Contact.external_customer_id must be at most {_EXTERNAL_ID_MAX} printable characters")
+        raise InvalidContact(f"Contact.external_customer_id must be at most {_EXTERNAL_ID_MAX} printable characters")
     return value
 
 

@@ -6,6 +6,19 @@ from failure to answer lives here and nowhere else.
 """
 from __future__ import annotations
 
+import logging
+import traceback
+
+log = logging.getLogger("flask_appinbox")
+
+
+def log_unexpected(what: str, exc: BaseException) -> None:
+    """Log an unexpected exception with its type and traceback, but not its message:
+    a message from a database or a transport may hold personal data or the API key."""
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("%s: %s (message withheld)\nTraceback (most recent call last):\n%s",
+              what, type(exc).__qualname__, frames.rstrip())
+
 
 class AppInboxError(Exception):
     """Base class of every Flask-AppInbox exception."""

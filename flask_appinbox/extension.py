@@ -19,7 +19,7 @@ from .config import DEFAULTS, Settings, check_api_key, check_site_id
 from .contact import Contact
 from .errors import ContactNotFound
 from .guard import Bulkhead, CircuitBreaker
-from .signals import breaker_closed, breaker_opened, contact_created
+from .signals import breaker_closed, breaker_opened, contact_created, send
 from .snippet import Snippet, appinbox_bell, appinbox_script
 from .views import bp
 
@@ -176,7 +176,7 @@ class AppInboxState:
         if not token and self.settings.create_contacts:
             client.create_contact(contact, deadline=deadline)
             log.info("created contact %r in eSputnik", contact)
-            _send_from_app(contact_created, contact=contact)
+            send(contact_created, contact=contact)
             token = client.contact_token(contact, deadline=deadline)
         if not token:
             raise ContactNotFound("eSputnik does not know this contact")
@@ -195,12 +195,6 @@ class AppInboxState:
             return
         if contact:
             self.cache.delete(self.cache_key(contact, api_key))
-
-
-def _send_from_app(signal: Any, **kwargs: Any) -> None:
-    from flask import current_app
-
-    signal.send(current_app._get_current_object(), **kwargs)  # type: ignore[attr-defined]
 
 
 def _breaker_changed(app_ref: Callable[[], Flask | None], state: AppInboxState, new: str) -> None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .errors import UpstreamBusy, UpstreamUnavailable
+from .errors import UpstreamBusy, UpstreamUnavailable, log_unexpected
 
 __all__ = ["Bulkhead", "CircuitBreaker"]
 
@@ -73,6 +73,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._trial: int | None = None  # thread ident of the half-open trial call
+        self._changes: list[tuple[str, str]] = []
 
     @property
     def state(self) -> str:
@@ -82,6 +83,7 @@ class CircuitBreaker:
             return self._state
 
     def _set(self, new: str) -> None:
+        """Change state; call with the lock held. ``on_change`` runs later, in :meth:`_notify`."""
         old, self._state = self._state, new
         if old != new:
             if new == self.OPEN:
@@ -89,8 +91,20 @@ class CircuitBreaker:
                             "calls fail fast for %.0f s", self._failures, self.cooldown)
             elif new == self.CLOSED:
                 log.warning("eSputnik circuit breaker closed: eSputnik answers again")
-            if self.on_change is not None:
-                self.on_change(old, new)
+            self._changes.append((old, new))
+
+    def _notify(self) -> None:
+        """Tell ``on_change`` of the changes made, outside the lock (a receiver may look at the breaker)."""
+        if not self._changes:
+            return
+        with self._lock:
+            changes, self._changes = self._changes, []
+        if self.on_change is not None:
+            for old, new in changes:
+                try:
+                    self.on_change(old, new)
+                except Exception as exc:
+                    log_unexpected("a circuit breaker listener failed", exc)
 
     def before_call(self) -> None:
         """Raise :class:`UpstreamUnavailable` when no call may go to eSputnik now."""
@@ -105,11 +119,13 @@ class CircuitBreaker:
             left = self.cooldown - (self.clock() - self._opened_at)
             if self._state == self.OPEN and left <= 0:
                 self._set(self.HALF_OPEN)
-            if self._state == self.HALF_OPEN and self._trial is None:
+            trial = self._state == self.HALF_OPEN and self._trial is None
+            if trial:
                 self._trial = me
-                return
             retry_after = max(1, math.ceil(left)) if left > 0 else 1
-        raise UpstreamUnavailable("eSputnik circuit breaker is open", retry_after=retry_after)
+        self._notify()
+        if not trial:
+            raise UpstreamUnavailable("eSputnik circuit breaker is open", retry_after=retry_after)
 
     def success(self) -> None:
         if not self.threshold:
@@ -118,6 +134,7 @@ class CircuitBreaker:
             self._failures = 0
             self._trial = None
             self._set(self.CLOSED)
+        self._notify()
 
     def failure(self) -> None:
         if not self.threshold:
@@ -128,6 +145,7 @@ class CircuitBreaker:
                 self._trial = None
                 self._opened_at = self.clock()
                 self._set(self.OPEN)
+        self._notify()
 
     def release(self) -> None:
         """End a half-open trial that neither succeeded nor failed (for example a 400)."""

@@ -12,7 +12,12 @@ Tokens themselves are never sent: a receiver that logs ``token_issued`` leaks no
 """
 from __future__ import annotations
 
-from blinker import Namespace
+from typing import Any
+
+from blinker import NamedSignal, Namespace
+from flask import current_app
+
+from .errors import log_unexpected
 
 __all__ = ["token_issued", "token_failed", "contact_created", "breaker_opened", "breaker_closed"]
 
@@ -23,3 +28,11 @@ token_failed = _signals.signal("appinbox.token-failed")
 contact_created = _signals.signal("appinbox.contact-created")
 breaker_opened = _signals.signal("appinbox.breaker-opened")
 breaker_closed = _signals.signal("appinbox.breaker-closed")
+
+
+def send(signal: NamedSignal, **kwargs: Any) -> None:
+    """Send ``signal`` from the current app; a failing receiver is logged and changes no answer."""
+    try:
+        signal.send(current_app._get_current_object(), **kwargs)  # type: ignore[attr-defined]
+    except Exception as exc:
+        log_unexpected(f"a receiver of {signal.name} failed", exc)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import traceback
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -11,9 +10,9 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Rule
 
-from .contact import Contact
-from .errors import ConfigurationError, ContactNotFound, UpstreamError
-from .signals import token_failed, token_issued
+from .contact import Contact, InvalidContact
+from .errors import ConfigurationError, ContactNotFound, UpstreamError, log_unexpected
+from .signals import send, token_failed, token_issued
 
 log = logging.getLogger("flask_appinbox")
 
@@ -116,7 +115,9 @@ def token() -> Response:
     try:
         contact = state.contact_for(user)
     except ValueError as exc:
-        log.warning("the contact of user %r is not valid (%s); not asking eSputnik", _user_id(user), exc)
+        # Our own checks name the field; any other ValueError may quote the value.
+        reason = str(exc) if isinstance(exc, InvalidContact) else f"{type(exc).__name__}, message withheld"
+        log.warning("the contact of user %r is not valid (%s); not asking eSputnik", _user_id(user), reason)
         contact = None
     except Exception as exc:
         log_unexpected("the contact loader failed", exc)
@@ -132,24 +133,14 @@ def token() -> Response:
     except Exception as exc:
         log_unexpected("issuing an App Inbox token failed", exc)
         return _failed(user, contact, 503, "internal_error", exc)
-    token_issued.send(current_app._get_current_object(), user=user, contact=contact,  # type: ignore[attr-defined]
-                      renew=renew, cached=cached)
+    send(token_issued, user=user, contact=contact, renew=renew, cached=cached)
     return answer(200, {"token": value})
 
 
 def _failed(user: Any, contact: Contact | None, status: int, error: str, exc: Exception | None,
             extra: dict[str, Any] | None = None, retry_after: int | None = None) -> Response:
-    token_failed.send(current_app._get_current_object(), user=user, contact=contact,  # type: ignore[attr-defined]
-                      error=error, exception=exc)
+    send(token_failed, user=user, contact=contact, error=error, exception=exc)
     return answer(status, {**(extra or {}), "error": error}, retry_after)
-
-
-def log_unexpected(what: str, exc: BaseException) -> None:
-    """Log an unexpected exception with its type and traceback, but not its message:
-    a message from a database or a transport may hold personal data or the API key."""
-    frames = "".join(traceback.format_tb(exc.__traceback__))
-    log.error("%s: %s (message withheld)\nTraceback (most recent call last):\n%s",
-              what, type(exc).__qualname__, frames.rstrip())
 
 
 def _user_id(user: Any) -> str:

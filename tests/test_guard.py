@@ -241,3 +241,41 @@ def test_concurrent_first_calls_for_one_contact_cost_one_upstream_call(upstream:
         t.join()
     assert results == [{"token": "one"}] * 6
     assert len(upstream.calls) == 1
+
+
+def test_a_listener_may_look_at_the_breaker_or_fail() -> None:
+    seen: list[str] = []
+    breaker = CircuitBreaker(1, 5)
+
+    def listener(old: str, new: str) -> None:
+        seen.append(breaker.state)  # would deadlock if called under the breaker's lock
+        raise RuntimeError("listener bug")
+
+    breaker.on_change = listener
+    breaker.failure()
+    assert seen == ["open"] and breaker.state == "open"
+
+
+def test_failing_signal_receivers_change_no_answer(upstream: responses.RequestsMock,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    from flask_appinbox import signals
+
+    app = make_app({"APPINBOX_BREAKER_THRESHOLD": 1, "APPINBOX_RETRIES": 0})
+
+    def broken(sender: Any, **kwargs: Any) -> None:
+        raise RuntimeError(f"receiver bug with {kwargs.get('contact')!s:.0}{USERS['1'].email}")
+
+    for signal in (signals.token_issued, signals.token_failed, signals.breaker_opened):
+        signal.connect(broken, app)
+    try:
+        client = app.test_client(user=USERS["1"])
+        upstream.post(TOKEN_URL, json={"token": "t"})
+        assert client.post("/appinbox/token").json == {"token": "t"}
+        upstream.replace(responses.POST, TOKEN_URL, status=500)
+        assert client.post("/appinbox/token").json == {"error": "upstream_error"}
+        assert client.post("/appinbox/token").json == {"error": "upstream_unavailable"}
+    finally:
+        for signal in (signals.token_issued, signals.token_failed, signals.breaker_opened):
+            signal.disconnect(broken, app)
+    assert "receiver of appinbox.token-issued failed" in caplog.text
+    assert "alice@example.com" not in caplog.text
