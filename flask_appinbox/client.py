@@ -105,6 +105,13 @@ class EsputnikClient:
         if type(self.session.get_adapter(self.base_url)) is requests.adapters.HTTPAdapter:
             self.session.mount(self.base_url + "/", DeadlineAdapter())
         self.session.auth = ("flask-appinbox", api_key)
+        # requests reads proxy and CA settings from the environment on every call
+        # (walking os.environ twice); read them once here, like every other setting.
+        self._send_kwargs: dict[str, Any] = {}
+        if self.session.trust_env:
+            env = self.session.merge_environment_settings(self.base_url + "/", {}, None, None, None)
+            self._send_kwargs = {"proxies": env["proxies"], "verify": env["verify"]}
+            self.session.trust_env = False
         self.session.headers.update(
             {"Accept": "application/json", "Content-Type": "application/json", "User-Agent": USER_AGENT}
         )
@@ -218,7 +225,7 @@ class EsputnikClient:
         cut = Deadline(time.monotonic() + (deadline - self.clock()))
         try:
             with cut, self.session.post(url, data=data, timeout=timeout, stream=True,
-                                        allow_redirects=False) as resp:
+                                        allow_redirects=False, **self._send_kwargs) as resp:
                 status = resp.status_code
                 if status == 200:
                     raw = _read_limited(resp, deadline, self.clock)
