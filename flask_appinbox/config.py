@@ -48,7 +48,9 @@ DEFAULTS: dict[str, Any] = {
     "APPINBOX_TOKEN_CACHE_TTL": 0,
     "APPINBOX_TOKEN_CACHE": None,
     "APPINBOX_MAX_CONCURRENT": 8,
-    "APPINBOX_BREAKER_THRESHOLD": 5,
+    # At most the threads of a typical worker (gthread 4): when every thread
+    # hangs on eSputnik, the first round of timeouts opens the breaker.
+    "APPINBOX_BREAKER_THRESHOLD": 4,
     "APPINBOX_BREAKER_COOLDOWN": 30.0,
 }
 

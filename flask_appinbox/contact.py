@@ -21,6 +21,8 @@ class InvalidContact(ValueError):
 
 
 def _has_control(value: str) -> bool:
+    if value.isprintable():  # no C* category at all: the common case, done in C
+        return False
     return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in value)
 
 

@@ -26,22 +26,20 @@ class Bulkhead:
             raise ValueError("a bulkhead needs a limit of at least 1")
         self.limit = limit
         self.retry_after = retry_after
-        self._slots = threading.BoundedSemaphore(limit)
         self._lock = threading.Lock()
         self.in_flight = 0
 
     @contextmanager
     def slot(self) -> Iterator[None]:
-        if not self._slots.acquire(blocking=False):
-            raise UpstreamBusy(f"{self.limit} upstream calls already in flight", retry_after=self.retry_after)
         with self._lock:
+            if self.in_flight >= self.limit:
+                raise UpstreamBusy(f"{self.limit} upstream calls already in flight", retry_after=self.retry_after)
             self.in_flight += 1
         try:
             yield
         finally:
             with self._lock:
                 self.in_flight -= 1
-            self._slots.release()
 
 
 class CircuitBreaker:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, g, has_request_context, request
+from flask_login.utils import _get_user  # what current_user reads, without the proxy
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup, escape
 
@@ -165,9 +166,7 @@ def _babel_locale() -> str | None:
 def _logged_in(app: Flask) -> bool:
     if not hasattr(app, "login_manager"):
         return False
-    from flask_login import current_user
-
-    return bool(current_user.is_authenticated)
+    return bool(_get_user().is_authenticated)
 
 
 _EMPTY = Markup("")
@@ -209,6 +208,8 @@ def appinbox_script(
         code = ""
     elif language is None and isinstance(settings.language, str):
         code = settings.language  # checked and reduced by init_app
+    elif language is None and settings.language is None and "babel" not in app.extensions:
+        code = "en"
     else:
         code = resolve_language(language, settings)
     html = state.snippet.render(

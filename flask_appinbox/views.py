@@ -1,6 +1,7 @@
 """The blueprint: ``POST <prefix>/token`` and its JSON answers."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from typing import Any
@@ -32,7 +33,9 @@ def answer(status: int, body: dict[str, Any], retry_after: int | None = None) ->
     return response
 
 
+@functools.lru_cache(maxsize=256)
 def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """``(scheme, host, port)`` of a URL, ports made explicit; ``None`` for ``null`` and garbage."""
     try:
         parts = urlsplit(url)
         port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
@@ -51,7 +54,7 @@ def is_cross_site() -> bool:
     origin = request.headers.get("Origin")
     if origin is not None:
         theirs = _origin(origin.strip())
-        return theirs is None or theirs != _origin(request.host_url)
+        return theirs is None or theirs != _origin(f"{request.scheme}://{request.host}")
     return False
 
 
@@ -59,11 +62,16 @@ class _BadBody(Exception):
     pass
 
 
+_CALLBACK_BODIES = {b'{"renew":false}': False, b'{"renew":true}': True}
+
+
 def _renew() -> bool:
     """``renew`` from the optional JSON body ``{"renew": true|false}``."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise _BadBody
     raw = request.get_data(cache=False)
+    if raw in _CALLBACK_BODIES:  # what the rendered callback sends
+        return _CALLBACK_BODIES[raw]
     if len(raw) > MAX_BODY:
         raise _BadBody
     if not raw.strip():
