@@ -48,10 +48,13 @@ DEFAULTS: dict[str, Any] = {
     "APPINBOX_TOKEN_CACHE_TTL": 0,
     "APPINBOX_TOKEN_CACHE": None,
     "APPINBOX_MAX_CONCURRENT": 8,
-    # At most the threads of a typical worker (gthread 4): when every thread
-    # hangs on eSputnik, the first round of timeouts opens the breaker.
+    # Outage isolation (README, "Security and reliability"). The threshold is at
+    # most the threads of a typical worker (gthread with 4): when every thread
+    # hangs on eSputnik, the first round of timeouts opens the breaker. A short
+    # cool-down keeps a false trip under a flaky eSputnik to seconds, while a
+    # real outage costs one thread one timeout per cool-down.
     "APPINBOX_BREAKER_THRESHOLD": 4,
-    "APPINBOX_BREAKER_COOLDOWN": 30.0,
+    "APPINBOX_BREAKER_COOLDOWN": 10.0,
 }
 
 LanguageSetting = str | Callable[[], str]
