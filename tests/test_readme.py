@@ -47,3 +47,15 @@ def test_quickstart_gives_a_working_endpoint(monkeypatch: pytest.MonkeyPatch) ->
         response = app.test_client(user=User()).post("/appinbox/token")
     assert response.json == {"token": "from-the-readme"}
     assert esputnik.token_requests == [{"email": "reader@example.com", "externalCustomerId": "7"}]
+
+
+@pytest.mark.parametrize("name", ["README.rst", "CHANGES.rst"])
+def test_restructuredtext_is_well_formed(name: str) -> None:
+    import docutils.core
+    import docutils.utils
+
+    try:
+        docutils.core.publish_doctree((ROOT / name).read_text(),
+                                      settings_overrides={"halt_level": 2, "report_level": 5})
+    except docutils.utils.SystemMessage as exc:  # a malformed table, an unclosed literal
+        pytest.fail(f"{name}: {exc}")
