@@ -61,6 +61,17 @@ def test_breaker_states_and_timing() -> None:
                        ("open", "half_open"), ("half_open", "closed")]
 
 
+def crowd(n: int, fn: Any, gate: threading.Event) -> None:
+    """Run ``fn`` in ``n`` threads at once; open ``gate`` once they are all waiting on it."""
+    threads = [threading.Thread(target=fn) for _ in range(n)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    gate.set()
+    for t in threads:
+        t.join()
+
+
 def _capture(fn: Any, into: list[BaseException]) -> None:
     try:
         fn()
@@ -191,13 +202,7 @@ def test_single_flight_shares_one_call() -> None:
         return "shared"
 
     results: list[str] = []
-    threads = [threading.Thread(target=lambda: results.append(flights.do("k", fetch, wait=5))) for _ in range(8)]
-    for t in threads:
-        t.start()
-    time.sleep(0.2)
-    gate.set()
-    for t in threads:
-        t.join()
+    crowd(8, lambda: results.append(flights.do("k", fetch, wait=5)), gate)
     assert results == ["shared"] * 8 and len(calls) == 1
 
 
@@ -210,14 +215,7 @@ def test_single_flight_shares_the_failure() -> None:
         raise UpstreamBusy("busy", retry_after=1)
 
     errors: list[BaseException] = []
-    threads = [threading.Thread(target=lambda: _capture(lambda: flights.do("k", fetch, wait=5), errors))
-               for _ in range(4)]
-    for t in threads:
-        t.start()
-    time.sleep(0.2)
-    gate.set()
-    for t in threads:
-        t.join()
+    crowd(4, lambda: _capture(lambda: flights.do("k", fetch, wait=5), errors), gate)
     assert len(errors) == 4 and all(isinstance(e, UpstreamBusy) for e in errors)
 
 
@@ -231,14 +229,7 @@ def test_concurrent_first_calls_for_one_contact_cost_one_upstream_call(upstream:
 
     upstream.add_callback(responses.POST, TOKEN_URL, callback=slow)
     results: list[Any] = []
-    threads = [threading.Thread(target=lambda: results.append(
-        app.test_client(user=USERS["1"]).post("/appinbox/token").json)) for _ in range(6)]
-    for t in threads:
-        t.start()
-    time.sleep(0.3)
-    gate.set()
-    for t in threads:
-        t.join()
+    crowd(6, lambda: results.append(app.test_client(user=USERS["1"]).post("/appinbox/token").json), gate)
     assert results == [{"token": "one"}] * 6
     assert len(upstream.calls) == 1
 
