@@ -165,7 +165,11 @@ class EsputnikClient:
     def _call(self, path: str, payload: dict[str, Any], deadline: float | None) -> Any:
         guard = self.bulkhead.slot() if self.bulkhead is not None else nullcontext()
         with guard:
-            return self._call_with_retries(path, payload, deadline)
+            try:
+                return self._call_with_retries(path, payload, deadline)
+            finally:
+                if self.breaker is not None:
+                    self.breaker.release()  # a half-open trial that ended without a verdict
 
     def _call_with_retries(self, path: str, payload: dict[str, Any], limit: float | None) -> Any:
         url = self.base_url + path

@@ -270,3 +270,21 @@ def test_failing_signal_receivers_change_no_answer(upstream: responses.RequestsM
             signal.disconnect(broken, app)
     assert "receiver of appinbox.token-issued failed" in caplog.text
     assert "alice@example.com" not in caplog.text
+
+
+def test_a_trial_that_ends_in_an_unexpected_error_frees_the_breaker(upstream: responses.RequestsMock) -> None:
+    app = make_app({"APPINBOX_BREAKER_THRESHOLD": 1, "APPINBOX_RETRIES": 0, "APPINBOX_BREAKER_COOLDOWN": 5})
+    clock = Clock()
+    app.extensions["appinbox"].breaker.clock = clock
+    client = app.test_client(user=USERS["1"])
+    upstream.post(TOKEN_URL, status=500)
+    assert client.post("/appinbox/token").json == {"error": "upstream_error"}  # opens the breaker
+    clock.now += 5
+    upstream.replace(responses.POST, TOKEN_URL, body=RuntimeError("adapter bug"))
+    assert client.post("/appinbox/token").json == {"error": "internal_error"}  # the trial call
+    upstream.replace(responses.POST, TOKEN_URL, json={"token": "back"})
+    results: list[Any] = []
+    t = threading.Thread(target=lambda: results.append(app.test_client(user=USERS["1"]).post("/appinbox/token")))
+    t.start()
+    t.join()
+    assert results[0].json == {"token": "back"}  # another thread may try: the trial was given back
