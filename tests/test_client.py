@@ -212,7 +212,9 @@ def test_a_hanging_server_never_outlasts_the_budget(first: bytes, trickle: bytes
     assert client.time_budget == pytest.approx(3 * 0.3 + 2 * 0.1)
     if trickle is None:
         assert server.accepted == 3  # every attempt was made
-    assert elapsed <= client.time_budget + 0.2, elapsed
+    # A correctness bound, not a timing: without the deadline the trickling servers hold
+    # a call for their whole 30 s; the slack only absorbs a loaded machine.
+    assert elapsed <= client.time_budget + 1.5, elapsed
 
 
 def test_connection_refused_is_an_upstream_error() -> None:

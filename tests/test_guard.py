@@ -66,7 +66,7 @@ def crowd(n: int, fn: Any, gate: threading.Event) -> None:
     threads = [threading.Thread(target=fn) for _ in range(n)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
+    time.sleep(1.0)  # every thread is waiting by then, also on a loaded machine
     gate.set()
     for t in threads:
         t.join()
@@ -155,7 +155,7 @@ def test_bulkhead_limits_calls_in_flight() -> None:
     assert bulkhead.in_flight == 2
     start = time.monotonic()
     _capture(lambda: bulkhead.slot().__enter__(), errors)
-    assert time.monotonic() - start < 1  # answered at once, not queued
+    assert time.monotonic() - start < 4  # answered at once, not queued behind the holders (5 s)
     assert isinstance(errors[0], UpstreamBusy) and errors[0].retry_after == 1
     release.set()
     for t in threads:
