@@ -83,7 +83,7 @@ class AppInboxState:
             script_src = settings.script_url.format(site_id=settings.site_id)
         else:
             script_src = settings.script_url  # formatted per request
-        self.snippet = Snippet(settings, f"{prefix}/token", script_src)
+        self.snippet = Snippet(f"{prefix}/token", script_src)
 
     # -- per request: which account -----------------------------------------------------
 
@@ -106,8 +106,8 @@ class AppInboxState:
         """Whether App Inbox serves this request: enabled, and (with tenants) configured for this one."""
         if not self.settings.enabled:
             return False
-        if self.settings.sandbox:
-            return True
+        if self.settings.sandbox or not self.per_request:
+            return True  # a fixed key and site ID were checked by init_app
         return self.api_key() is not None and self.site_id() is not None
 
     def client_for(self, api_key: str | None) -> EsputnikClient:

@@ -54,8 +54,7 @@ def tojs(value: Any) -> str:
 class Snippet:
     """The parts of the snippet that do not change per request, built once per app."""
 
-    def __init__(self, settings: Settings, token_path: str, script_src: str) -> None:
-        self.settings = settings
+    def __init__(self, token_path: str, script_src: str) -> None:
         self.token_path = token_path  # without the app's SCRIPT_NAME
         self.script_src = script_src  # absolute URL, or a path without the app's SCRIPT_NAME
         self.relative_src = script_src.startswith("/")
