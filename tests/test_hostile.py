@@ -179,6 +179,17 @@ APP = fuzz_app()
 UPSTREAM = Upstream()
 
 
+def send(client: Any, method: str, headers: dict[str, str], body: bytes, content_type: str | None) -> Any:
+    """One fuzzed request: a contract answer, and eSputnik asked (well-formed) exactly when it is a 200."""
+    with UPSTREAM.running() as upstream:
+        response = client.open("/appinbox/token", method=method, headers=headers, **raw(body, content_type))
+    assert_contract(response, method)
+    for request in upstream.requests:
+        assert assert_well_formed(request.body) == {"email": "alice@example.com"}
+    assert len(upstream.requests) == (1 if response.status_code == 200 else 0)
+    return response
+
+
 @FUZZ
 @given(method=methods, body=bodies, content_type=content_types, origin=origins, fetch_site=fetch_sites,
        logged_in=st.sampled_from([True, True, True, False]))
@@ -190,12 +201,7 @@ def test_any_request_gets_a_contract_answer(method: str, body: bytes, content_ty
     if fetch_site is not None:
         headers["Sec-Fetch-Site"] = fetch_site
     client = APP.test_client(user=USERS["1"]) if logged_in else APP.test_client()
-    with UPSTREAM.running() as upstream:
-        response = client.open("/appinbox/token", method=method, headers=headers, **raw(body, content_type))
-    assert_contract(response, method)
-    for request in upstream.requests:
-        assert assert_well_formed(request.body) == {"email": "alice@example.com"}
-    assert len(upstream.requests) == (1 if response.status_code == 200 else 0)
+    response = send(client, method, headers, body, content_type)
     if method.upper() != "POST":
         assert response.status_code == 405
         assert response.headers["Allow"] == "POST"
@@ -217,13 +223,8 @@ def test_any_request_gets_a_contract_answer(method: str, body: bytes, content_ty
               st.booleans(), st.integers(0, 1100), st.integers(0, 1100)),
 ), declared=st.sampled_from(["application/json", None]))
 def test_body_size_limit_holds_for_any_bytes(body: bytes, declared: str | None) -> None:
-    client = APP.test_client(user=USERS["1"])
-    with UPSTREAM.running() as upstream:
-        response = client.post("/appinbox/token", **raw(body, declared))
-    assert_contract(response, "POST")
-    good = good_body(body)
-    assert response.status_code == (200 if good else 400)
-    assert len(upstream.requests) == (1 if good else 0)
+    response = send(APP.test_client(user=USERS["1"]), "POST", {}, body, declared)
+    assert response.status_code == (200 if good_body(body) else 400)
 
 
 # -- with Flask-WTF's CSRFProtect on the app ------------------------------------------------
@@ -258,12 +259,7 @@ def test_csrf_protect_changes_no_answer(method: str, payload: tuple[bytes, str |
         body, content_type = f"csrf_token={csrf}".encode(), "application/x-www-form-urlencoded"
     answers = []
     for client in (CSRF_CLIENT, PLAIN_CLIENT):
-        with UPSTREAM.running() as upstream:
-            response = client.open("/appinbox/token", method=method, headers=headers, **raw(body, content_type))
-        assert_contract(response, method)
-        for request in upstream.requests:
-            assert assert_well_formed(request.body) == {"email": "alice@example.com"}
-        assert len(upstream.requests) == (1 if response.status_code == 200 else 0)
+        response = send(client, method, headers, body, content_type)
         answers.append((response.status_code, response.get_json(silent=True)))
     assert answers[0] == answers[1]
     if answers[0][0] == 200:
