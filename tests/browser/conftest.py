@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, redirect
 from flask.cli import prepare_import
+from flask_login import LoginManager, UserMixin, login_user
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,6 +25,25 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 #: Sandbox message calls answer a spent token with 401 (the renewal path), and
 #: Chromium logs every 4xx answer in the console; these are expected.
 MESSAGE_API = "/appinbox/sandbox/api/v1/appinbox/messages"
+
+
+class BrowserUser(UserMixin):
+    """The one user of the browser tests' small sites."""
+
+    id = "1"
+    email = "browser@example.com"
+
+
+def add_login(app: Flask) -> Flask:
+    """Flask-Login with :class:`BrowserUser`, logged in by ``GET /login`` (then sent to ``/``)."""
+    LoginManager(app).user_loader(lambda user_id: BrowserUser() if user_id == "1" else None)
+
+    @app.get("/login")
+    def log_in() -> Any:
+        login_user(BrowserUser())
+        return redirect("/")
+
+    return app
 
 
 def unavailable(reason: str) -> None:

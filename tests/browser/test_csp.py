@@ -5,11 +5,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from flask import Flask, redirect, render_template_string
-from flask_login import LoginManager, UserMixin, login_user
+from flask import Flask, render_template_string
 from flask_talisman import Talisman
 
 from flask_appinbox import FlaskAppInbox
+
+from .conftest import add_login
 
 try:
     from playwright.sync_api import expect
@@ -30,24 +31,13 @@ PAGE = """<!doctype html>
 {{ appinbox_script() }}</body></html>"""
 
 
-class User(UserMixin):
-    id = "1"
-    email = "csp@example.com"
-
-
 def make_app() -> Flask:
     app = Flask(__name__)
     app.config.update(SECRET_KEY="test-secret", APPINBOX_SANDBOX=True, APPINBOX_TRACKING=True)
-    login = LoginManager(app)
-    login.user_loader(lambda user_id: User() if user_id == "1" else None)
+    add_login(app)
     Talisman(app, force_https=False, session_cookie_secure=False, content_security_policy=POLICY,
              content_security_policy_nonce_in=["script-src", "style-src"])
     FlaskAppInbox(app)
-
-    @app.get("/login")
-    def log_in() -> Any:
-        login_user(User())
-        return redirect("/")
 
     @app.get("/")
     def index() -> str:

@@ -6,36 +6,27 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flask import Flask, redirect, render_template_string, request
-from flask_login import LoginManager, UserMixin, login_user
+from flask import Flask, render_template_string, request
 from flask_wtf import CSRFProtect
 
 from flask_appinbox import FlaskAppInbox
+
+from .conftest import add_login
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>CSRF</title></head>
 <body>{{ appinbox_bell() }}<form method="post" action="/profile"><button id="save">Save</button></form>
 {{ appinbox_script() }}</body></html>"""
 
 
-class User(UserMixin):
-    id = "1"
-    email = "csrf@example.com"
-
-
 def make_app(csrf_first: bool) -> Flask:
     app = Flask(__name__)
     app.config.update(SECRET_KEY="test-secret", APPINBOX_SANDBOX=True)
-    LoginManager(app).user_loader(lambda user_id: User() if user_id == "1" else None)
+    add_login(app)
     if csrf_first:
         CSRFProtect(app)
     FlaskAppInbox(app)
     if not csrf_first:
         CSRFProtect(app)
-
-    @app.get("/login")
-    def log_in() -> Any:
-        login_user(User())
-        return redirect("/")
 
     @app.get("/")
     def index() -> str:
