@@ -474,3 +474,12 @@ def test_login_manager_set_up_after_the_extension(upstream: responses.RequestsMo
     LoginManager(app).user_loader(USERS.get)
     upstream.post(TOKEN_URL, json={"token": "t"})
     assert app.test_client(user=USERS["1"]).post("/appinbox/token").json == {"token": "t"}
+
+
+@pytest.mark.parametrize("config", [{"APPINBOX_TIMEOUT": 2.5, "APPINBOX_RETRIES": 1}])
+def test_every_attempt_uses_the_configured_timeout(alice: Any, upstream: responses.RequestsMock) -> None:
+    upstream.post(TOKEN_URL, status=503)
+    upstream.post(TOKEN_URL, json={"token": "t"})
+    assert post(alice).json == {"token": "t"}
+    assert [c.request.req_kwargs["timeout"] for c in upstream.calls] == [2.5, 2.5]
+    assert all(c.request.req_kwargs["stream"] for c in upstream.calls)  # read under the deadline
