@@ -12,11 +12,12 @@ from contextlib import nullcontext
 from typing import Any
 
 import requests
+import urllib3
 
 from ._version import __version__
 from .config import DEFAULT_API_URL, DEFAULT_RETRY_AFTER
 from .contact import Contact
-from .deadline import Deadline, DeadlineAdapter
+from .deadline import DeadlineAdapter, limit_until
 from .errors import (
     UpstreamError,
     UpstreamRateLimited,
@@ -226,16 +227,15 @@ class EsputnikClient:
         return delay * (0.5 + random.random() / 2)
 
     def _attempt(self, url: str, data: str, timeout: float, deadline: float) -> Any:
-        cut = Deadline(time.monotonic() + (deadline - self.clock()))
+        # The attempt ends by its own timeout or the call's deadline, whichever comes
+        # first, however slowly the server trickles (see deadline.py).
+        ends = time.monotonic() + min(timeout, deadline - self.clock())
         try:
-            with cut, self.session.post(url, data=data, timeout=timeout, stream=True,
-                                        allow_redirects=False, **self._send_kwargs) as resp:
+            with limit_until(ends), self.session.post(url, data=data, timeout=timeout, stream=True,
+                                                allow_redirects=False, **self._send_kwargs) as resp:
                 status = resp.status_code
                 if status == 200:
-                    raw = _read_limited(resp, deadline, self.clock)
-                    if cut.fired:  # the watchdog cut a trickling answer short
-                        raise _Attempt(_TIMEOUT, UpstreamTimeout("eSputnik's answer outlasted the time budget"),
-                                       retry=False)
+                    raw = _read_limited(resp)
                 elif status == 429:
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                     wait = None if retry_after is None else float(retry_after)
@@ -252,12 +252,9 @@ class EsputnikClient:
                 else:
                     raise _Attempt(_FAILED, UpstreamError(f"eSputnik answered {status}", status_code=status),
                                    retry=False)
-        except requests.exceptions.Timeout:
-            raise _Attempt(_TIMEOUT, UpstreamTimeout("eSputnik did not answer in time"), retry=True) from None
         except requests.exceptions.RequestException as exc:
-            if cut.fired:
-                raise _Attempt(_TIMEOUT, UpstreamTimeout("eSputnik's answer outlasted the time budget"),
-                               retry=False) from None
+            if isinstance(exc, requests.exceptions.Timeout) or _timed_out(exc):
+                raise _Attempt(_TIMEOUT, UpstreamTimeout("eSputnik did not answer in time"), retry=True) from None
             # Connection refused or reset, a broken chunked body, DNS: the message
             # names the host, never the key (auth never appears in it).
             raise _Attempt(_FAILED, UpstreamError(f"cannot reach eSputnik: {type(exc).__name__}"),
@@ -269,7 +266,20 @@ class EsputnikClient:
                            retry=False) from None
 
 
-def _read_limited(resp: requests.Response, deadline: float, clock: Callable[[], float]) -> bytes:
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a socket timeout is behind ``exc`` (requests reports a body read's timeout as a ConnectionError)."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, (TimeoutError, urllib3.exceptions.ReadTimeoutError)):
+            return True
+        inner = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        seen = seen.__cause__ or seen.__context__ or inner
+    return False
+
+
+def _read_limited(resp: requests.Response) -> bytes:
     chunks = []
     size = 0
     for chunk in resp.iter_content(8192):
@@ -278,8 +288,6 @@ def _read_limited(resp: requests.Response, deadline: float, clock: Callable[[], 
             raise _Attempt(_FAILED, UpstreamError("eSputnik's answer is larger than 64 KiB", status_code=200),
                            retry=False)
         chunks.append(chunk)
-        if clock() > deadline:
-            raise _Attempt(_TIMEOUT, UpstreamTimeout("eSputnik's answer outlasted the time budget"), retry=False)
     return b"".join(chunks)
 
 

@@ -27,6 +27,7 @@ _SITE_ID = re.compile(r"[0-9A-Fa-f-]+")
 DEFAULT_API_URL = "https://esputnik.com/api"
 DEFAULT_SCRIPT_URL = "https://statics.esputnik.com/scripts/{site_id}.js"
 DEFAULT_RETRY_AFTER = 5
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 # key -> default; init_app puts these in app.config with setdefault.
 DEFAULTS: dict[str, Any] = {
@@ -38,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "APPINBOX_API_URL": DEFAULT_API_URL,
     "APPINBOX_SCRIPT_URL": DEFAULT_SCRIPT_URL,
     "APPINBOX_URL_PREFIX": "/appinbox",
+    "APPINBOX_TRUSTED_ORIGINS": (),
     "APPINBOX_TIMEOUT": 5.0,
     "APPINBOX_RETRIES": 2,
     "APPINBOX_BACKOFF_CAP": 1.0,
@@ -187,6 +189,39 @@ def _language(config: Mapping[str, Any], key: str) -> LanguageSetting:
         raise ConfigurationError(key, str(exc)) from None
 
 
+Origin = tuple[str, str, int]
+
+
+def parse_origin(value: str) -> Origin | None:
+    """``(scheme, host, port)`` of an http(s) origin, the port made explicit; ``None`` for ``null`` and garbage."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    if port is None or not parts.hostname or parts.username is not None or parts.password is not None:
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return None
+    return parts.scheme.lower(), parts.hostname.lower(), port
+
+
+def _trusted_origins(config: Mapping[str, Any], key: str) -> frozenset[Origin]:
+    value = config[key]
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()  # FLASK_APPINBOX_TRUSTED_ORIGINS="https://a.example https://b.example"
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        raise ConfigurationError(key, f"must be a list of origins such as ['https://shop.example'], not {value!r}")
+    origins = set()
+    for item in value:
+        origin = parse_origin(item) if isinstance(item, str) else None
+        if origin is None:
+            raise ConfigurationError(key, f"{item!r} is not an origin: write the scheme, host and port only, "
+                                          "such as 'https://shop.example' or 'http://localhost:5000'")
+        origins.add(origin)
+    return frozenset(origins)
+
+
 def _token_cache(config: Mapping[str, Any], key: str, ttl: float) -> Any:
     value = config[key]
     if value is None:
@@ -219,6 +254,7 @@ class Settings:
     api_url: str
     script_url: str
     url_prefix: str
+    trusted_origins: frozenset[Origin]
     timeout: float
     retries: int
     backoff_cap: float
@@ -251,6 +287,7 @@ class Settings:
             api_url=_http_url(config, "APPINBOX_API_URL"),
             script_url=_script_url(config, "APPINBOX_SCRIPT_URL"),
             url_prefix=_prefix(config, "APPINBOX_URL_PREFIX"),
+            trusted_origins=_trusted_origins(config, "APPINBOX_TRUSTED_ORIGINS"),
             timeout=_number(config, "APPINBOX_TIMEOUT", minimum=0, maximum=60, strict=True),
             retries=_int(config, "APPINBOX_RETRIES", minimum=0, maximum=5),
             backoff_cap=_number(config, "APPINBOX_BACKOFF_CAP", minimum=0, maximum=30, strict=False),

@@ -1,129 +1,112 @@
 """A hard deadline for one HTTP attempt, whatever the server trickles.
 
-``requests`` bounds each socket operation, not a whole response: a server that
+``requests`` bounds each socket operation, not a whole answer: a server that
 sends one byte just within every read timeout can hold a call for ever. The
-adapter here notes the socket each request is sent on; a single watchdog
-thread shuts that socket down when the attempt's deadline passes, which ends
-any read blocked on it.
+adapter here gives its connections a socket whose every read and write may
+wait only until the attempt's deadline (set with :func:`limit_until`). There is no
+background thread and no signal, so it works the same under threads, gevent
+and eventlet (patched before or after import, with or without ``fork``), and
+through an HTTP(S) proxy, whose connections are made by the same classes.
+
+Not covered: the name lookup (``getaddrinfo`` blocks without a timeout; gevent's
+resolver does the same) and a SOCKS proxy (its connections are urllib3's own).
 """
 from __future__ import annotations
 
-import heapq
-import itertools
+import io
 import socket
-import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from requests.adapters import HTTPAdapter
+from urllib3 import ProxyManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-__all__ = ["DeadlineAdapter", "Deadline"]
+__all__ = ["DeadlineAdapter", "limit_until"]
 
-_local = threading.local()
-
-
-class Deadline:
-    """The deadline of the attempt running in this thread; use as a context manager."""
-
-    __slots__ = ("at", "sock", "fired", "done", "_lock")
-
-    def __init__(self, at: float) -> None:
-        self.at = at
-        self.sock: socket.socket | None = None
-        self.fired = False
-        self.done = False
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> Deadline:
-        _local.deadline = self
-        _watchdog.add(self)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        _local.deadline = None
-        with self._lock:
-            self.done = True
-            self.sock = None
-
-    def attach(self, sock: socket.socket | None) -> None:
-        with self._lock:
-            self.sock = sock
-            if self.fired and sock is not None:
-                _shutdown(sock)
-
-    def fire(self) -> None:
-        with self._lock:
-            if self.done:
-                return
-            self.fired = True
-            if self.sock is not None:
-                _shutdown(self.sock)
+# A context variable, not a thread-local: each greenlet has a context of its own,
+# even when this module was imported before gevent patched ``threading``.
+_deadline: ContextVar[float | None] = ContextVar("appinbox_deadline", default=None)
 
 
-def _shutdown(sock: socket.socket) -> None:
+@contextmanager
+def limit_until(at: float) -> Iterator[None]:
+    """Socket operations of :class:`DeadlineAdapter` connections end by ``at`` (a :func:`time.monotonic` value)."""
+    token = _deadline.set(at)
     try:
-        # The plain socket's shutdown, also for an SSL socket: it leaves the TLS
-        # state alone and makes the blocked read fail.
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:
-        pass
+        yield
+    finally:
+        _deadline.reset(token)
 
 
-class _Watchdog:
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, Deadline]] = []
-        self._seq = itertools.count()
-        self._thread: threading.Thread | None = None
+class _LimitedSocket:
+    """A connected socket (plain, TLS, or gevent's and eventlet's) whose reads and writes end by the deadline."""
 
-    def add(self, deadline: Deadline) -> None:
-        with self._cond:
-            heapq.heappush(self._heap, (deadline.at, next(self._seq), deadline))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="appinbox-deadline", daemon=True)
-                self._thread.start()
-            elif self._heap[0][2] is deadline:
-                self._cond.notify()
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._timeout: float | None = sock.gettimeout()
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self._heap and self._heap[0][2].done:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    if not self._cond.wait(60) and not self._heap:
-                        self._thread = None
-                        return
-                    continue
-                wait = self._heap[0][0] - time.monotonic()
-                if wait > 0:
-                    self._cond.wait(wait)
-                    continue
-                _, _, due = heapq.heappop(self._heap)
-            due.fire()
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
+    def settimeout(self, value: float | None) -> None:
+        self._timeout = value
+        self._sock.settimeout(value)
 
-_watchdog = _Watchdog()
+    def gettimeout(self) -> float | None:
+        return self._timeout
 
+    def _limit(self) -> None:
+        at = _deadline.get()
+        timeout = self._timeout
+        if at is not None:
+            left = at - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the attempt's deadline has passed")
+            timeout = left if timeout is None else min(timeout, left)
+        self._sock.settimeout(timeout)
 
-def _note_socket(conn: HTTPConnection) -> None:
-    deadline = getattr(_local, "deadline", None)
-    if deadline is not None:
-        deadline.attach(conn.sock)
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        self._limit()
+        return self._sock.recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        self._limit()
+        return self._sock.recv(bufsize, flags)  # type: ignore[no-any-return]
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self._limit()
+        self._sock.sendall(data, flags)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self._limit()
+        return self._sock.send(data, flags)  # type: ignore[no-any-return]
+
+    def makefile(self, mode: str = "r", buffering: int | None = None, **kwargs: Any) -> Any:
+        if mode != "rb":
+            return self._sock.makefile(mode, buffering, **kwargs)
+        # What http.client reads an answer through: its reads come back to recv_into above.
+        return io.BufferedReader(socket.SocketIO(self, "rb"),  # type: ignore[arg-type]
+                                 buffering if buffering and buffering > 0 else io.DEFAULT_BUFFER_SIZE)
+
+    def _decref_socketios(self) -> None:
+        """Called by ``SocketIO.close``; the reader above took no reference on the real socket."""
 
 
 class _HTTPConnection(HTTPConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        super().request(*args, **kwargs)
-        _note_socket(self)
+    def connect(self) -> None:
+        super().connect()
+        self.sock = _LimitedSocket(self.sock)
 
 
 class _HTTPSConnection(HTTPSConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        super().request(*args, **kwargs)
-        _note_socket(self)
+    def connect(self) -> None:
+        super().connect()  # the tunnel and the TLS handshake first: they need the real socket
+        self.sock = _LimitedSocket(self.sock)
 
 
 class _HTTPPool(HTTPConnectionPool):
@@ -134,9 +117,18 @@ class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
 class DeadlineAdapter(HTTPAdapter):
-    """An ``HTTPAdapter`` whose connections can be cut by a :class:`Deadline`."""
+    """An ``HTTPAdapter`` whose connections, direct or through an HTTP(S) proxy, keep to :func:`limit_until`."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if type(manager) is ProxyManager:  # a SOCKS manager keeps its own connections
+            manager.pool_classes_by_scheme = _POOLS
+        return manager

@@ -1,7 +1,6 @@
 """The blueprint: ``POST <prefix>/token`` and its JSON answers."""
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from typing import Any
@@ -11,6 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Rule
 
+from .config import DEFAULT_PORTS, parse_origin
 from .contact import Contact, InvalidContact
 from .errors import ConfigurationError, ContactNotFound, UpstreamError, log_unexpected
 from .signals import send, token_failed, token_issued
@@ -20,7 +20,6 @@ log = logging.getLogger("flask_appinbox")
 bp = Blueprint("appinbox", __name__, template_folder="templates")
 
 MAX_BODY = 1024
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def answer(status: int, body: dict[str, Any], retry_after: int | None = None) -> Response:
@@ -33,29 +32,35 @@ def answer(status: int, body: dict[str, Any], retry_after: int | None = None) ->
     return response
 
 
-@functools.lru_cache(maxsize=256)
-def _origin(url: str) -> tuple[str, str, int | None] | None:
-    """``(scheme, host, port)`` of a URL, ports made explicit; ``None`` for ``null`` and garbage."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
-    except ValueError:
-        return None
-    if not parts.scheme or not parts.hostname:
-        return None
-    return parts.scheme.lower(), parts.hostname.lower(), port
-
-
 def is_cross_site() -> bool:
-    """``Sec-Fetch-Site`` other than ``same-origin``, or an ``Origin`` other than the request's own."""
-    fetch_site = request.headers.get("Sec-Fetch-Site")
-    if fetch_site is not None and fetch_site.strip().lower() != "same-origin":
-        return True
+    """Whether this request comes from a page of another origin.
+
+    ``Sec-Fetch-Site`` decides when a browser sends it: only ``same-origin`` is
+    served. Without it, an ``Origin`` must name this host and port; its scheme
+    may be ``https`` where the app sees ``http`` (TLS ended at a proxy without
+    ProxyFix). ``APPINBOX_TRUSTED_ORIGINS`` are served either way.
+    """
     origin = request.headers.get("Origin")
-    if origin is not None:
-        theirs = _origin(origin.strip())
-        return theirs is None or theirs != _origin(f"{request.scheme}://{request.host}")
-    return False
+    trusted = current_app.extensions["appinbox"].settings.trusted_origins
+    if origin is not None and parse_origin(origin.strip()) in trusted:
+        return False
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site.strip().lower() != "same-origin"
+    if origin is None:
+        return False  # not a browser's cross-site request: browsers send Origin with every POST
+    theirs = parse_origin(origin.strip())
+    if theirs is None:
+        return True  # "null" (a sandboxed frame, a file) or garbage
+    scheme, host, port = theirs
+    try:
+        own = urlsplit("//" + request.host)
+        own_host, own_port = (own.hostname or "").lower(), own.port
+    except ValueError:
+        return True
+    if scheme != request.scheme and (scheme, request.scheme) != ("https", "http"):
+        return True
+    return host != own_host or port != (own_port or DEFAULT_PORTS[scheme])
 
 
 class _BadBody(Exception):

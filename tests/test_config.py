@@ -41,6 +41,13 @@ from flask_appinbox import ConfigurationError
     ("APPINBOX_URL_PREFIX", "appinbox"),
     ("APPINBOX_URL_PREFIX", "/app inbox"),
     ("APPINBOX_URL_PREFIX", None),
+    ("APPINBOX_TRUSTED_ORIGINS", "*"),
+    ("APPINBOX_TRUSTED_ORIGINS", ["https://shop.example/path"]),
+    ("APPINBOX_TRUSTED_ORIGINS", ["shop.example"]),
+    ("APPINBOX_TRUSTED_ORIGINS", ["https://user@shop.example"]),
+    ("APPINBOX_TRUSTED_ORIGINS", ["ftp://shop.example"]),
+    ("APPINBOX_TRUSTED_ORIGINS", [None]),
+    ("APPINBOX_TRUSTED_ORIGINS", 1),
     ("APPINBOX_TIMEOUT", 0),
     ("APPINBOX_TIMEOUT", -1),
     ("APPINBOX_TIMEOUT", "5"),
@@ -141,3 +148,13 @@ def test_sandbox_makes_key_and_site_optional() -> None:
 def test_time_budget() -> None:
     app = make_app({"APPINBOX_TIMEOUT": 2, "APPINBOX_RETRIES": 3, "APPINBOX_BACKOFF_CAP": 0.5})
     assert app.extensions["appinbox"].settings.time_budget == 4 * 2 + 3 * 0.5
+
+
+@pytest.mark.parametrize("value", [
+    "https://www.shop.example http://localhost:5000",  # FLASK_APPINBOX_TRUSTED_ORIGINS from the shell
+    "https://www.shop.example,http://localhost:5000",
+    ["https://WWW.shop.example:443/", "http://localhost:5000"],
+])
+def test_trusted_origins_forms(value: Any) -> None:
+    settings = make_app({"APPINBOX_TRUSTED_ORIGINS": value}).extensions["appinbox"].settings
+    assert settings.trusted_origins == {("https", "www.shop.example", 443), ("http", "localhost", 5000)}

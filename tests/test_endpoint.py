@@ -75,9 +75,11 @@ def test_other_methods_are_405_json(alice: Any, method: str) -> None:
     {"Origin": "https://evil.example"},
     {"Origin": "null"},
     {"Origin": "http://localhost:8080"},
-    {"Origin": "https://localhost"},
+    {"Origin": "https://localhost:8443"},
+    {"Origin": "http://localhost.evil.example"},
+    {"Origin": "ftp://localhost"},
     {"Origin": "garbage"},
-    {"Sec-Fetch-Site": "same-origin", "Origin": "https://evil.example"},
+    {"Sec-Fetch-Site": "same-site", "Origin": "http://localhost"},
 ])
 def test_cross_site_is_403(alice: Any, upstream: responses.RequestsMock, headers: dict[str, str]) -> None:
     response = post(alice, headers=headers)
@@ -92,6 +94,11 @@ def test_cross_site_is_403(alice: Any, upstream: responses.RequestsMock, headers
     {"Origin": "http://localhost"},
     {"Origin": "http://LOCALHOST:80"},
     {"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"},
+    # TLS ended at a proxy without ProxyFix: the app sees http, the browser's page was https.
+    {"Origin": "https://localhost"},
+    {"Origin": "https://localhost:443"},
+    # A browser's own word decides (a proxy may rewrite the host the app sees, never this header).
+    {"Sec-Fetch-Site": "same-origin", "Origin": "https://shop.example"},
 ])
 def test_same_origin_is_served(alice: Any, upstream: responses.RequestsMock, headers: dict[str, str]) -> None:
     upstream.post(TOKEN_URL, json={"token": "t"})
@@ -107,6 +114,27 @@ def test_origin_behind_a_proxy_uses_the_host_flask_sees(app: Any, upstream: resp
     headers = {"Origin": "https://shop.example", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example"}
     assert post(client, headers=headers).status_code == 200
     assert post(client, headers={"Origin": "https://shop.example"}).status_code == 403
+
+
+def test_an_http_page_is_cross_site_for_an_https_app(alice: Any, upstream: responses.RequestsMock) -> None:
+    response = post(alice, headers={"Origin": "http://localhost"}, base_url="https://localhost")
+    assert (response.status_code, response.json) == (403, {"error": "cross_site_request"})
+    upstream.post(TOKEN_URL, json={"token": "t"})
+    assert post(alice, headers={"Origin": "https://localhost"}, base_url="https://localhost").status_code == 200
+
+
+@pytest.mark.parametrize("config", [{"APPINBOX_TRUSTED_ORIGINS": ["https://www.shop.example", "http://localhost:5000"]}])
+@pytest.mark.parametrize("headers,status", [
+    ({"Origin": "https://www.shop.example"}, 200),
+    ({"Origin": "https://WWW.shop.example:443", "Sec-Fetch-Site": "same-site"}, 200),
+    ({"Origin": "http://localhost:5000", "Sec-Fetch-Site": "cross-site"}, 200),
+    ({"Origin": "http://www.shop.example"}, 403),
+    ({"Origin": "https://shop.example", "Sec-Fetch-Site": "same-site"}, 403),
+    ({"Sec-Fetch-Site": "same-site"}, 403),
+])
+def test_trusted_origins(alice: Any, upstream: responses.RequestsMock, headers: dict[str, str], status: int) -> None:
+    upstream.post(TOKEN_URL, json={"token": "t"})
+    assert post(alice, headers=headers).status_code == status
 
 
 def test_no_contact_field_is_404_without_calling_upstream(app: Any, upstream: responses.RequestsMock) -> None:
