@@ -6,6 +6,7 @@ and every load loop has a deadline.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import multiprocessing
@@ -74,9 +75,11 @@ class Fake:
 
 
 @contextmanager
-def fake_esputnik(**config: Any) -> Iterator[Fake]:
+def fake_esputnik(*, tls: tuple[str, str] | None = None, **config: Any) -> Iterator[Fake]:
+    """The fake in a child process; ``tls=(cert, key)`` serves its API over https."""
     proc = subprocess.Popen(
-        [PYTHON, str(HERE / "fake_esputnik.py"), "--port", "0", "--control-port", "0", "--config", json.dumps(config)],
+        [PYTHON, str(HERE / "fake_esputnik.py"), "--port", "0", "--control-port", "0", "--config", json.dumps(config),
+         *(["--tls", *tls] if tls else [])],
         stdout=subprocess.PIPE, text=True, start_new_session=True,
     )
     try:
@@ -87,6 +90,8 @@ def fake_esputnik(**config: Any) -> Iterator[Fake]:
         yield fake
     finally:
         _stop(proc)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def _readline(stream: Any, timeout: float) -> str:
@@ -186,15 +191,21 @@ SERVER_ENV_DROPPED = {"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"}
 
 @contextmanager
 def gunicorn(env: dict[str, str], *, workers: int = 2, threads: int = 4, app: str = "_app:create_server()",
+             worker_class: str = "gthread", preload: bool = False, args: Sequence[str] = (),
              ready_timeout: float = 30.0) -> Iterator[Server]:
-    """gunicorn on 127.0.0.1 and a port of its choosing; waits until every worker answers."""
+    """gunicorn on 127.0.0.1 and a port of its choosing; waits until every worker answers.
+
+    ``threads`` is gthread's threads or gevent's and eventlet's ``--worker-connections``.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="bench-gunicorn-"))
     log_path = workdir / "gunicorn.log"
     ready_dir = workdir / "ready"
     ready_dir.mkdir()
-    cmd = [PYTHON, "-m", "gunicorn", "-w", str(workers), "--threads", str(threads), "-b", "127.0.0.1:0",
+    per_worker = ["--threads", str(threads)] if worker_class == "gthread" else ["--worker-connections", str(threads)]
+    cmd = [PYTHON, "-m", "gunicorn", "-w", str(workers), "-k", worker_class, *per_worker, "-b", "127.0.0.1:0",
            "--pythonpath", str(HERE), "--error-logfile", str(log_path), "--capture-output",
-           "--log-level", "info", "--graceful-timeout", "3", "--keep-alive", "5", app]
+           "--log-level", "info", "--graceful-timeout", "3", "--keep-alive", "5",
+           *(["--preload"] if preload else []), *_no_control_socket(), *args, app]
     child_env = {k: v for k, v in os.environ.items() if k not in SERVER_ENV_DROPPED
                  and not k.startswith(("FLASK_", "BENCH_")) and not k.lower().endswith("_proxy")}
     child_env.update(env)
@@ -215,16 +226,24 @@ def gunicorn(env: dict[str, str], *, workers: int = 2, threads: int = 4, app: st
         else:
             raise RuntimeError(f"gunicorn did not start in {ready_timeout} s:\n{server.log()[-3000:]}")
         server.worker_pids = server.booted_pids()[:workers]
-        _wait_for_workers(server, ready_dir, deadline)
+        # With --preload the app is built once, in the arbiter, before the fork.
+        _wait_for_workers(server, ready_dir, deadline, [proc.pid] if preload else server.worker_pids)
         yield server
     finally:
         _stop(proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _wait_for_workers(server: Server, ready_dir: Path, deadline: float) -> None:
-    """Until every worker has built the app (it leaves its pid in ``ready_dir``) and ``/ping`` answers."""
-    wanted = {str(pid) for pid in server.worker_pids}
+@functools.cache
+def _no_control_socket() -> list[str]:
+    """gunicorn 24+ opens a control socket at one fixed path: two servers at once would share it."""
+    text = subprocess.run([PYTHON, "-m", "gunicorn", "--help"], capture_output=True, text=True, timeout=30).stdout
+    return ["--no-control-socket"] if "--no-control-socket" in text else []
+
+
+def _wait_for_workers(server: Server, ready_dir: Path, deadline: float, builders: list[int]) -> None:
+    """Until every builder of the app has left its pid in ``ready_dir`` and ``/ping`` answers."""
+    wanted = {str(pid) for pid in builders}
     while not wanted <= {p.name for p in ready_dir.iterdir()}:
         if time.monotonic() > deadline or server.proc.poll() is not None:
             raise RuntimeError(f"the workers did not build the app:\n{server.log()[-3000:]}")

@@ -4,7 +4,9 @@
 What else happens is set per run, and can change while it runs:
 
 - ``mode``: ``"healthy"``, or ``"hang"``: accept, read the request and never
-  answer (until the mode changes, the peer hangs up, or the fake stops);
+  answer (until the mode changes, the peer hangs up, or the fake stops), or
+  ``"trickle"``: answer 200 with a long body and send it a byte every
+  ``trickle_every`` seconds (so that no read ever times out) until the same;
 - ``latency``: seconds added to every answer;
 - ``rates``: the share of requests that get a fault instead of a token:
   ``delay`` (an extra ``uniform(0, delay_max)`` seconds, then a token),
@@ -39,6 +41,7 @@ import random
 import select
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -56,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "delay_max": 1.5,
     "retry_after": ["0", "1", "3"],
     "seed": 1,
+    "trickle_every": 0.1,
 }
 _LINGER_RST = struct.pack("ii", 1, 0)
 
@@ -121,8 +125,8 @@ class _ApiHandler(BaseHTTPRequestHandler):
         fake._count_contact(body)
         outcome, arg = fake._draw()
         fake._count(outcome)
-        if outcome == "hang":
-            self._hang(fake)
+        if outcome in ("hang", "trickle"):
+            self._hang(fake, outcome)
             return
         if fake.config["latency"]:
             time.sleep(fake.config["latency"])
@@ -157,14 +161,22 @@ class _ApiHandler(BaseHTTPRequestHandler):
         self.close_connection = True
         self.connection.close()
 
-    def _hang(self, fake: FakeEsputnik) -> None:
+    def _hang(self, fake: FakeEsputnik, mode: str) -> None:
         sock = self.connection
         self.close_connection = True
         with fake._lock:
             fake._hung += 1
         try:
-            while fake.config["mode"] == "hang" and not fake._stopping.is_set():
-                readable, _, _ = select.select([sock], [], [], 0.2)
+            if mode == "trickle":
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 100000\r\n\r\n{\"token\": \"")
+            while fake.config["mode"] == mode and not fake._stopping.is_set():
+                if mode == "trickle":
+                    try:
+                        sock.sendall(b"x")
+                    except OSError:
+                        return  # the client gave up
+                readable, _, _ = select.select([sock], [], [], fake.config["trickle_every"])
                 if readable:
                     try:
                         if not sock.recv(1, socket.MSG_PEEK):
@@ -222,7 +234,8 @@ class _ControlHandler(BaseHTTPRequestHandler):
 class FakeEsputnik:
     """The fake; ``start()`` serves it from a daemon thread on 127.0.0.1."""
 
-    def __init__(self, port: int = 0, control_port: int | None = None, **config: Any) -> None:
+    def __init__(self, port: int = 0, control_port: int | None = None, *,
+                 tls: tuple[str, str] | None = None, **config: Any) -> None:
         self.config: dict[str, Any] = json.loads(json.dumps(DEFAULTS))
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -233,6 +246,12 @@ class FakeEsputnik:
         self._serial = 0
         self.configure(**config)
         self._server = _Server(("127.0.0.1", port), _ApiHandler, self)
+        self.scheme = "http"
+        if tls is not None:  # (certificate file, key file): serve the API over TLS
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._control = (_Server(("127.0.0.1", control_port), _ControlHandler, self)
                          if control_port is not None else None)
         self._threads: list[threading.Thread] = []
@@ -243,7 +262,7 @@ class FakeEsputnik:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api"
+        return f"{self.scheme}://127.0.0.1:{self.port}/api"
 
     @property
     def control_url(self) -> str | None:
@@ -278,8 +297,8 @@ class FakeEsputnik:
         unknown = set(changes) - set(DEFAULTS)
         if unknown:
             raise ValueError(f"unknown settings: {sorted(unknown)}")
-        if changes.get("mode", "healthy") not in ("healthy", "hang"):
-            raise ValueError("mode is 'healthy' or 'hang'")
+        if changes.get("mode", "healthy") not in ("healthy", "hang", "trickle"):
+            raise ValueError("mode is 'healthy', 'hang' or 'trickle'")
         rates = changes.get("rates", {})
         if set(rates) - set(FAULTS) or sum(rates.values()) > 1 or min(rates.values(), default=0) < 0:
             raise ValueError(f"rates are shares of {FAULTS} adding up to at most 1")
@@ -333,8 +352,8 @@ class FakeEsputnik:
     def _draw(self) -> tuple[str, Any]:
         """This request's outcome: ``ok``, ``hang`` or a fault, with its detail."""
         config = self.config
-        if config["mode"] == "hang":
-            return "hang", None
+        if config["mode"] in ("hang", "trickle"):
+            return config["mode"], None
         rates = config["rates"]
         if not rates:
             return "ok", None
@@ -377,11 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (0: any free one)")
     parser.add_argument("--control-port", type=int, default=0, help="control port (0: any free one)")
-    parser.add_argument("--mode", choices=("healthy", "hang"), default="healthy")
+    parser.add_argument("--mode", choices=("healthy", "hang", "trickle"), default="healthy")
     parser.add_argument("--config", default="{}", help="JSON merged into the configuration")
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve the API over TLS")
     args = parser.parse_args(argv)
     config = {"mode": args.mode, **json.loads(args.config)}
-    fake = FakeEsputnik(args.port, args.control_port, **config)
+    fake = FakeEsputnik(args.port, args.control_port, tls=args.tls, **config)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
