@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,12 @@ from flask import Flask
 from flask_login import FlaskLoginClient, LoginManager, UserMixin
 
 from flask_appinbox import FlaskAppInbox
+
+# Browser tests (tests/browser, tests/shapes) share one Chromium: Playwright's sync API
+# allows one instance per process.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 API_KEY = "sk-live-0123456789abcdefSECRET"
 SITE_ID = "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"
@@ -81,3 +88,25 @@ def upstream() -> Iterator[responses.RequestsMock]:
 def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG)
     return caplog
+
+
+def unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; with CI=true the browser tests may not skip", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("Playwright is not installed (pip install -e '.[test]')")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

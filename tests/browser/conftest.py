@@ -5,7 +5,6 @@ Without Chromium or Playwright they skip, except with ``CI=true``, where they fa
 from __future__ import annotations
 
 import importlib
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -19,9 +18,6 @@ from flask_login import LoginManager, UserMixin, login_user
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 #: Sandbox message calls answer a spent token with 401 (the renewal path), and
 #: Chromium logs every 4xx answer in the console; these are expected.
 MESSAGE_API = "/appinbox/sandbox/api/v1/appinbox/messages"
@@ -44,28 +40,6 @@ def add_login(app: Flask) -> Flask:
         return redirect("/")
 
     return app
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; with CI=true the browser tests may not skip", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("Playwright is not installed (pip install -e '.[test]')")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 class _QuietHandler(WSGIRequestHandler):

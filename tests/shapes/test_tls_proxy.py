@@ -31,9 +31,6 @@ from .conftest import free_port, need, running
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 TOKEN_PATH = "/appinbox/token"
 BADGE = "#appinbox-bell [data-appinbox=badge]"
 DEMO_EMAIL, DEMO_PASSWORD = "demo@example.com", "demo"
@@ -177,39 +174,17 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             yield Site(shape, f"https://127.0.0.1:{port}", crt, app_scheme)
 
 
-def unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; with CI=true the browser tests may not skip", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
-    if not os.path.exists(CHROMIUM):
-        unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("Playwright is not installed (pip install -e '.[test]')")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 def test_the_proxy_shape_is_the_one_claimed(site: Site) -> None:
     seen = site.seen()
     assert seen["scheme"] == site.app_scheme
     assert seen["host"] == site.url.removeprefix("https://")  # nginx passes the browser's Host on
 
 
-def test_chromium_on_https_gets_its_token(site: Site, chromium: Any) -> None:
+def test_chromium_on_https_gets_its_token(site: Site, browser: Any) -> None:
     from playwright.sync_api import expect
 
     before = len(site.seen()["seen"])  # token calls of other tests on this server
-    context = chromium.new_context(ignore_https_errors=True, base_url=site.url)
+    context = browser.new_context(ignore_https_errors=True, base_url=site.url)
     context.set_default_timeout(TIMEOUT * 1000)
     try:
         page = context.new_page()
