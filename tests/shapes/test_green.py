@@ -59,6 +59,8 @@ def test_gevent_worker(preload: bool) -> None:
                                           (503, {"error": "upstream_unavailable"})], (mode, stuck)
                 assert elapsed <= BUDGET + SLACK, (mode, elapsed, stuck)
             assert fake.stats()["outcomes"].get(mode, 0) >= 1, fake.stats()  # the fake really held calls
+            print(f"\ngevent worker, {'preloaded' if preload else 'patched before import'}, eSputnik {mode}: "
+                  f"{CALLS} calls, slowest {max(e for _, _, e in stuck):.2f} s (budget {BUDGET:.1f} s)")
             time.sleep(COOLDOWN + 0.2)  # the breaker (opened by the hung calls) lets a trial through
 
         with _harness.session_for(300, server.url) as session:  # the half-open breaker's trial call
@@ -112,6 +114,8 @@ def test_monkey_patched_client(kind: str, mode: str) -> None:
     expected = "token" if mode == "healthy" else "upstream_timeout"
     assert [outcome for outcome, _ in results] == [expected] * CALLS, results
     assert max(elapsed for _, elapsed in results) <= BUDGET + SLACK, results
+    print(f"\n{kind}, eSputnik {mode}: {CALLS} calls, slowest {max(e for _, e in results):.2f} s "
+          f"(budget {BUDGET:.1f} s)")
 
 
 def test_the_fake_trickles() -> None:

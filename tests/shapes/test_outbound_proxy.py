@@ -74,3 +74,4 @@ def test_through_a_forward_proxy(scheme: str, mode: str, proxy: tuple[str, Path]
     if mode != "healthy":
         assert held.get(mode, 0) >= 1, held  # the fake really held the call
         assert elapsed <= BUDGET + SLACK, elapsed
+        print(f"\ntinyproxy, {scheme}, eSputnik {mode}: {elapsed:.2f} s (budget {BUDGET:.1f} s)")
