@@ -196,9 +196,9 @@ class EsputnikClient:
                          path, attempt, attempts, self.clock() - t0, failed.error)
                 if self.breaker is not None:
                     if failed.outage:
-                        self.breaker.failure()
+                        self.breaker.failure(timeout=failed.kind == _TIMEOUT)
                     else:
-                        self.breaker.release()
+                        self.breaker.release(answered=True)
                 if not failed.retry or attempt == attempts:
                     break
                 wait = self._backoff(attempt) if failed.wait is None else failed.wait

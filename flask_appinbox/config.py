@@ -49,14 +49,14 @@ DEFAULTS: dict[str, Any] = {
     "APPINBOX_CREATE_CONTACTS": False,
     "APPINBOX_TOKEN_CACHE_TTL": 0,
     "APPINBOX_TOKEN_CACHE": None,
-    "APPINBOX_MAX_CONCURRENT": 8,
-    # Outage isolation (README, "Security and reliability"). The threshold is at
-    # most the threads of a typical worker (gthread with 4): when every thread
-    # hangs on eSputnik, the first round of timeouts opens the breaker. A short
-    # cool-down keeps a false trip under a flaky eSputnik to seconds, while a
-    # real outage costs one thread one timeout per cool-down.
+    # Outage isolation (README, "Tuning the guard"). None: 8 calls in flight per
+    # process under threads, 1000 under gevent or eventlet.
+    "APPINBOX_MAX_CONCURRENT": None,
+    # Timed-out attempts in a row that open the breaker (a hang); a failure ratio
+    # of 50 % over 5 s also opens it (an outage). A short cool-down finds a
+    # recovered eSputnik within about a second, at the cost of one trial call.
     "APPINBOX_BREAKER_THRESHOLD": 4,
-    "APPINBOX_BREAKER_COOLDOWN": 10.0,
+    "APPINBOX_BREAKER_COOLDOWN": 1.0,
 }
 
 LanguageSetting = str | Callable[[], str]
@@ -264,7 +264,7 @@ class Settings:
     create_contacts: bool
     token_cache_ttl: float
     token_cache: Any
-    max_concurrent: int
+    max_concurrent: int | None
     breaker_threshold: int
     breaker_cooldown: float
 
@@ -297,7 +297,8 @@ class Settings:
             create_contacts=_bool(config, "APPINBOX_CREATE_CONTACTS"),
             token_cache_ttl=ttl,
             token_cache=_token_cache(config, "APPINBOX_TOKEN_CACHE", ttl),
-            max_concurrent=_int(config, "APPINBOX_MAX_CONCURRENT", minimum=1, maximum=1000),
+            max_concurrent=(None if config["APPINBOX_MAX_CONCURRENT"] is None
+                            else _int(config, "APPINBOX_MAX_CONCURRENT", minimum=1, maximum=10000)),
             breaker_threshold=_int(config, "APPINBOX_BREAKER_THRESHOLD", minimum=0, maximum=1000),
             breaker_cooldown=_number(config, "APPINBOX_BREAKER_COOLDOWN", minimum=0, maximum=3600, strict=True),
         )

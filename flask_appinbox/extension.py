@@ -202,7 +202,7 @@ def _breaker_changed(app_ref: Callable[[], Flask | None], state: AppInboxState, 
     if app is None:
         return
     if new == CircuitBreaker.OPEN:
-        breaker_opened.send(app, failures=state.breaker.threshold, cooldown=state.breaker.cooldown)
+        breaker_opened.send(app, reason=state.breaker.reason, cooldown=state.breaker.cooldown)
     elif new == CircuitBreaker.CLOSED:
         breaker_closed.send(app)
 

@@ -5,7 +5,7 @@
 - ``token_failed``: ``user``, ``contact`` (``None`` when the user has none), ``error`` (the answer's error code,
   such as ``"upstream_timeout"``) and ``exception`` (the exception, or ``None``).
 - ``contact_created``: ``contact``, after ``APPINBOX_CREATE_CONTACTS`` created it in eSputnik.
-- ``breaker_opened``: ``failures`` (consecutive failed attempts), ``cooldown`` (seconds).
+- ``breaker_opened``: ``reason`` (such as ``"4 attempts in a row timed out"``), ``cooldown`` (seconds).
 - ``breaker_closed``: no arguments.
 
 Tokens themselves are never sent: a receiver that logs ``token_issued`` leaks nothing.

@@ -111,8 +111,8 @@ def test_breaker_signals() -> None:
         client = app.test_client(user=USERS["1"])
         with FakeEsputnik() as esputnik:
             esputnik.fault("server_error", status=503)
-            client.post("/appinbox/token")
-            client.post("/appinbox/token")
+            for _ in range(20):  # fast failures: 50 % of at least 20 attempts open it
+                assert client.post("/appinbox/token").json == {"error": "upstream_error"}
             assert client.post("/appinbox/token").json == {"error": "upstream_unavailable"}
             now[0] += 10
             esputnik.token("back")
@@ -120,7 +120,7 @@ def test_breaker_signals() -> None:
     finally:
         signals.breaker_opened.disconnect(opened, app)
         signals.breaker_closed.disconnect(closed, app)
-    assert events == [("opened", {"failures": 2, "cooldown": 10.0}), ("closed", {})]
+    assert events == [("opened", {"reason": "20 of the last 20 attempts failed", "cooldown": 10.0}), ("closed", {})]
 
 
 # -- the CLI ----------------------------------------------------------------------------------

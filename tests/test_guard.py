@@ -29,13 +29,18 @@ def test_breaker_states_and_timing() -> None:
     breaker = CircuitBreaker(3, 30, clock=clock, on_change=lambda old, new: changes.append((old, new)))
     for _ in range(2):
         breaker.before_call()
-        breaker.failure()
+        breaker.failure(timeout=True)
     assert breaker.state == "closed"
-    breaker.success()  # a success resets the count
+    breaker.success()  # a success ends the run of timeouts
+    for _ in range(2):
+        breaker.failure(timeout=True)
+    breaker.failure()  # so does any other failure: a fast one is not a hang
+    breaker.release(answered=True)  # and any answer (a 400, a 429)
     for _ in range(3):
         breaker.before_call()
-        breaker.failure()
+        breaker.failure(timeout=True)
     assert breaker.state == "open" and changes == [("closed", "open")]
+    assert breaker.reason == "3 attempts in a row timed out"
     clock.now += 10
     with pytest.raises(UpstreamUnavailable) as info:
         breaker.before_call()
@@ -48,7 +53,7 @@ def test_breaker_states_and_timing() -> None:
     t.start()
     t.join()
     assert isinstance(other[0], UpstreamUnavailable)  # a second caller during the trial fails fast
-    breaker.failure()  # the trial failed: open again for a full cool-down
+    breaker.failure()  # the trial failed (any failure): open again for a full cool-down
     assert breaker.state == "open"
     clock.now += 29
     with pytest.raises(UpstreamUnavailable):
@@ -82,7 +87,7 @@ def _capture(fn: Any, into: list[BaseException]) -> None:
 def test_breaker_release_frees_the_trial() -> None:
     clock = Clock()
     breaker = CircuitBreaker(1, 5, clock=clock)
-    breaker.failure()
+    breaker.failure(timeout=True)
     clock.now += 5
     breaker.before_call()
     breaker.release()  # e.g. a 400: neither success nor failure
@@ -97,7 +102,54 @@ def test_breaker_threshold_zero_is_off() -> None:
     breaker = CircuitBreaker(0, 5)
     for _ in range(100):
         breaker.before_call()
+        breaker.failure(timeout=True)
+    assert breaker.state == "closed"
+
+
+def test_breaker_opens_on_a_failure_ratio_over_its_window() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(4, 5, clock=clock)  # 50 % of at least 20 attempts in 5 s
+    for _ in range(19):
+        breaker.failure()  # fast failures: no run of timeouts
+    assert breaker.state == "closed"  # fewer than 20 attempts say nothing yet
+    clock.now += 6  # ... and they leave the window
+    for i in range(40):
+        breaker.success() if i % 2 else breaker.failure()
+        clock.now += 0.05
+    assert breaker.state == "open"
+    assert breaker.reason.endswith("attempts failed")
+
+
+def test_breaker_stays_closed_for_a_flaky_esputnik() -> None:
+    """30 % failures (a quarter of them timeouts) over 100,000 attempts at 100 a second: never open."""
+    import random
+
+    rng = random.Random(7)
+    clock = Clock()
+    breaker = CircuitBreaker(4, 1, clock=clock)
+    for _ in range(100_000):
+        r = rng.random()
+        if r < 0.225:
+            breaker.failure()
+        elif r < 0.3:
+            breaker.failure(timeout=True)
+        else:
+            breaker.success()
+        clock.now += 0.01
+    assert breaker.state == "closed"
+
+
+def test_recovery_forgets_the_outage() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(4, 1, clock=clock)
+    for _ in range(30):
         breaker.failure()
+    assert breaker.state == "open"
+    clock.now += 1
+    breaker.before_call()  # the trial
+    breaker.success()
+    assert breaker.state == "closed"
+    breaker.failure()  # the outage's 30 failures are gone: one more opens nothing
     assert breaker.state == "closed"
 
 
@@ -162,6 +214,18 @@ def test_bulkhead_limits_calls_in_flight() -> None:
         t.join()
     with bulkhead.slot():
         assert bulkhead.in_flight == 1
+
+
+def test_bulkhead_sizes_itself_for_threads() -> None:
+    from flask_appinbox.guard import THREADED_LIMIT, green
+
+    assert not green()  # gevent and eventlet: tests/shapes/test_green.py
+    bulkhead = Bulkhead()
+    slots = [bulkhead.slot() for _ in range(THREADED_LIMIT + 1)]
+    for slot in slots[:-1]:
+        slot.__enter__()
+    with pytest.raises(UpstreamBusy):
+        slots[-1].__enter__()
 
 
 def test_bulkhead_through_the_endpoint(upstream: responses.RequestsMock) -> None:
@@ -243,7 +307,7 @@ def test_a_listener_may_look_at_the_breaker_or_fail() -> None:
         raise RuntimeError("listener bug")
 
     breaker.on_change = listener
-    breaker.failure()
+    breaker.failure(timeout=True)
     assert seen == ["open"] and breaker.state == "open"
 
 
@@ -262,8 +326,8 @@ def test_failing_signal_receivers_change_no_answer(upstream: responses.RequestsM
         client = app.test_client(user=USERS["1"])
         upstream.post(TOKEN_URL, json={"token": "t"})
         assert client.post("/appinbox/token").json == {"token": "t"}
-        upstream.replace(responses.POST, TOKEN_URL, status=500)
-        assert client.post("/appinbox/token").json == {"error": "upstream_error"}
+        upstream.replace(responses.POST, TOKEN_URL, body=requests.exceptions.ReadTimeout("hang"))
+        assert client.post("/appinbox/token").json == {"error": "upstream_timeout"}
         assert client.post("/appinbox/token").json == {"error": "upstream_unavailable"}
     finally:
         for signal in (signals.token_issued, signals.token_failed, signals.breaker_opened):
@@ -277,8 +341,9 @@ def test_a_trial_that_ends_in_an_unexpected_error_frees_the_breaker(upstream: re
     clock = Clock()
     app.extensions["appinbox"].breaker.clock = clock
     client = app.test_client(user=USERS["1"])
-    upstream.post(TOKEN_URL, status=500)
-    assert client.post("/appinbox/token").json == {"error": "upstream_error"}  # opens the breaker
+    upstream.post(TOKEN_URL, body=requests.exceptions.ReadTimeout("hang"))
+    assert client.post("/appinbox/token").json == {"error": "upstream_timeout"}  # opens the breaker
+    assert app.extensions["appinbox"].breaker.state == "open"
     clock.now += 5
     upstream.replace(responses.POST, TOKEN_URL, body=RuntimeError("adapter bug"))
     assert client.post("/appinbox/token").json == {"error": "internal_error"}  # the trial call

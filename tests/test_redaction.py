@@ -141,7 +141,7 @@ def test_repeated_failures_open_the_breaker_without_leaking(capture: pytest.LogC
     client = app.test_client(user=USERS["1"])
     with responses.RequestsMock(assert_all_requests_are_fired=False) as upstream:
         upstream.post(TOKEN_URL, body=requests.exceptions.ConnectionError(f"reset by {API_KEY}"))
-        answers = [client.post("/appinbox/token").json for _ in range(3)]
+        answers = [client.post("/appinbox/token").json for _ in range(8)]  # 3 attempts each: 20 opens it
     assert answers[-1] == {"error": "upstream_unavailable"}
     assert any("breaker" in r.getMessage() for r in capture.records)
     assert_clean_records(capture.records)
