@@ -24,7 +24,7 @@ from .errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from .guard import Bulkhead, CircuitBreaker
+from .guard import GREEN_LIMIT, Bulkhead, CircuitBreaker
 
 __all__ = ["EsputnikClient"]
 
@@ -104,7 +104,9 @@ class EsputnikClient:
         self.breaker = breaker
         self.session = session if session is not None else requests.Session()
         if type(self.session.get_adapter(self.base_url)) is requests.adapters.HTTPAdapter:
-            self.session.mount(self.base_url + "/", DeadlineAdapter())
+            # Room to keep a connection per concurrent call, up to the bulkhead's green-thread limit
+            # (urllib3 keeps 10 and drops the rest after each call, with a warning).
+            self.session.mount(self.base_url + "/", DeadlineAdapter(pool_maxsize=GREEN_LIMIT))
         self.session.auth = ("flask-appinbox", api_key)
         # requests reads proxy and CA settings from the environment on every call
         # (walking os.environ twice); read them once here, like every other setting.
