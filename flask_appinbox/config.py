@@ -28,6 +28,13 @@ DEFAULT_API_URL = "https://esputnik.com/api"
 DEFAULT_SCRIPT_URL = "https://statics.esputnik.com/scripts/{site_id}.js"
 DEFAULT_RETRY_AFTER = 5
 DEFAULT_PORTS = {"http": 80, "https": 443}
+_TRY_SANDBOX = (". To try it without an account: app.config['APPINBOX_SANDBOX'] = True, or from the shell "
+                "export FLASK_APPINBOX_SANDBOX=true")
+
+
+def unread_environment(environ: Mapping[str, str]) -> list[str]:
+    """``APPINBOX_*`` environment variables: Flask reads none of them (``from_prefixed_env`` wants ``FLASK_``)."""
+    return sorted(name for name in environ if name.startswith("APPINBOX_"))
 
 # key -> default; init_app puts these in app.config with setdefault.
 DEFAULTS: dict[str, Any] = {
@@ -74,17 +81,35 @@ def normalize_language(value: object) -> str:
     raise ValueError(f"{value!r} is not a two-letter ISO 639-1 language code (or a locale such as 'pt_BR')")
 
 
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _to_bool(value: Any) -> bool | None:
+    """``True``/``False``, also as the shell writes them (``True``, ``true``, ``1``, ``False``, ``false``, ``0``)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):  # from_prefixed_env() reads 1 and 0 as numbers
+        return bool(value)
+    if isinstance(value, str):
+        return _BOOLEANS.get(value.strip().lower())
+    return None
+
+
 def _bool(config: Mapping[str, Any], key: str) -> bool:
-    value = config[key]
-    if not isinstance(value, bool):
-        raise ConfigurationError(key, f"must be True or False, not {value!r}")
+    value = _to_bool(config[key])
+    if value is None:
+        raise ConfigurationError(key, f"must be True or False, not {config[key]!r} (in Python: app.config[{key!r}] = "
+                                      f"True; from the shell: export FLASK_{key}=true)")
     return value
 
 
 def _optional_bool(config: Mapping[str, Any], key: str) -> bool | None:
-    value = config[key]
-    if value is not None and not isinstance(value, bool):
-        raise ConfigurationError(key, f"must be None, True or False, not {value!r}")
+    if config[key] is None:
+        return None
+    value = _to_bool(config[key])
+    if value is None:
+        raise ConfigurationError(key, f"must be None, True or False, not {config[key]!r} (from the shell: "
+                                      f"export FLASK_{key}=true)")
     return value
 
 
@@ -127,7 +152,8 @@ def check_api_key(value: Any, key: str = "APPINBOX_API_KEY", required: bool = Tr
         value = str(value)  # from_prefixed_env() turns an all-digit value into an int
     if value is None or value == "":
         if required:
-            raise ConfigurationError(key, "is required (or set APPINBOX_SANDBOX = True to try the sandbox)")
+            raise ConfigurationError(key, "is required: the eSputnik API key, in app.config or from the shell as "
+                                          f"FLASK_{key} with app.config.from_prefixed_env(){_TRY_SANDBOX}")
         return None
     if not isinstance(value, str) or value != value.strip() or not value.isprintable():
         # Never echo the value: it is a secret.
@@ -148,8 +174,8 @@ def check_site_id(value: Any, key: str = "APPINBOX_SITE_ID", required: bool = Tr
         value = str(value)
     if value is None or value == "":
         if required:
-            raise ConfigurationError(key, "is required: the tracking script's ID from Settings > Web Tracking "
-                                          "(or set APPINBOX_SANDBOX = True)")
+            raise ConfigurationError(key, "is required: the tracking script's ID from Settings > Web Tracking, in "
+                                          f"app.config or from the shell as FLASK_{key}{_TRY_SANDBOX}")
         return None
     if not isinstance(value, str) or not _SITE_ID.fullmatch(value) or len(value.replace("-", "")) != 32:
         raise ConfigurationError(key, f"must be 32 hexadecimal digits (dashes allowed), not {value!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import threading
 import weakref
 from collections.abc import Callable, Mapping
@@ -15,7 +16,7 @@ from flask_login import user_logged_out
 
 from .cache import SingleFlight, TokenCache
 from .client import EsputnikClient
-from .config import DEFAULTS, Settings, check_api_key, check_site_id
+from .config import DEFAULTS, Settings, check_api_key, check_site_id, unread_environment
 from .contact import Contact
 from .errors import ContactNotFound
 from .guard import Bulkhead, CircuitBreaker
@@ -232,6 +233,9 @@ class FlaskAppInbox:
         language_set = "APPINBOX_LANGUAGE" in app.config
         for key, default in DEFAULTS.items():
             app.config.setdefault(key, default)
+        for name in unread_environment(os.environ):
+            log.warning("the environment variable %s is not read: Flask's app.config.from_prefixed_env() reads "
+                        "FLASK_%s", name, name)
         settings = Settings.from_config(app.config, language_set=language_set)
         app.extensions["appinbox"] = AppInboxState(self, app, settings)
         app.register_blueprint(bp, url_prefix=settings.url_prefix)

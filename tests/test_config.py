@@ -28,8 +28,8 @@ from flask_appinbox import ConfigurationError
     ("APPINBOX_LANGUAGE", "en'</script>"),
     ("APPINBOX_LANGUAGE", 12),
     ("APPINBOX_RECOMS", "yes"),
-    ("APPINBOX_RECOMS", 1),
-    ("APPINBOX_TRACKING", "false"),
+    ("APPINBOX_RECOMS", 2),
+    ("APPINBOX_TRACKING", "null"),
     ("APPINBOX_API_URL", "esputnik.com/api"),
     ("APPINBOX_API_URL", "ftp://esputnik.com/api"),
     ("APPINBOX_API_URL", "https://esputnik.com/api?x=1"),
@@ -58,9 +58,10 @@ from flask_appinbox import ConfigurationError
     ("APPINBOX_RETRIES", 1.5),
     ("APPINBOX_RETRIES", 50),
     ("APPINBOX_BACKOFF_CAP", -0.1),
-    ("APPINBOX_ENABLED", "false"),
+    ("APPINBOX_ENABLED", "nope"),
     ("APPINBOX_ENABLED", None),
-    ("APPINBOX_SANDBOX", 1),
+    ("APPINBOX_SANDBOX", 2),
+    ("APPINBOX_SANDBOX", "on"),
     ("APPINBOX_CREATE_CONTACTS", "yes"),
     ("APPINBOX_TOKEN_CACHE_TTL", -5),
     ("APPINBOX_TOKEN_CACHE_TTL", "60"),
@@ -158,3 +159,44 @@ def test_time_budget() -> None:
 def test_trusted_origins_forms(value: Any) -> None:
     settings = make_app({"APPINBOX_TRUSTED_ORIGINS": value}).extensions["appinbox"].settings
     assert settings.trusted_origins == {("https", "www.shop.example", 443), ("http", "localhost", 5000)}
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("True", True), ("true", True), ("1", True), (1, True), (True, True),
+    ("False", False), ("false", False), ("0", False), (0, False), (False, False),
+])
+def test_booleans_as_the_shell_writes_them(monkeypatch: pytest.MonkeyPatch, value: Any, expected: bool) -> None:
+    settings = make_app({"APPINBOX_CREATE_CONTACTS": value, "APPINBOX_RECOMS": value}).extensions["appinbox"].settings
+    assert settings.create_contacts is expected and settings.recoms is expected
+    # What export FLASK_APPINBOX_SANDBOX=... gives: the text, or what from_prefixed_env() parses it to.
+    monkeypatch.setenv("FLASK_APPINBOX_SANDBOX", str(value).lower() if isinstance(value, bool) else str(value))
+    monkeypatch.setenv("FLASK_APPINBOX_API_KEY", "key")
+    monkeypatch.setenv("FLASK_APPINBOX_SITE_ID", "0" * 32)
+    from flask import Flask
+
+    app = Flask(__name__)
+    app.config.from_prefixed_env()
+    from flask_appinbox import FlaskAppInbox
+
+    FlaskAppInbox(app)
+    assert app.extensions["appinbox"].settings.sandbox is expected
+
+
+def test_a_bad_boolean_says_how_to_fix_it() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        make_app({"APPINBOX_SANDBOX": "yes"})
+    assert "export FLASK_APPINBOX_SANDBOX=true" in str(info.value)
+    assert "app.config['APPINBOX_SANDBOX'] = True" in str(info.value)
+
+
+def test_a_missing_key_says_how_to_set_it_and_how_to_try_the_sandbox() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        make_app({"APPINBOX_API_KEY": None})
+    assert "FLASK_APPINBOX_API_KEY" in str(info.value) and "export FLASK_APPINBOX_SANDBOX=true" in str(info.value)
+
+
+def test_unprefixed_environment_variables_are_named(monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("APPINBOX_SANDBOX", "True")  # Flask reads FLASK_APPINBOX_SANDBOX, not this
+    make_app()
+    assert "APPINBOX_SANDBOX is not read" in caplog.text and "FLASK_APPINBOX_SANDBOX" in caplog.text
