@@ -21,7 +21,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -284,6 +285,7 @@ class Call:
     problem: str | None = None  # why the answer is outside the contract
     server_elapsed: float | None = None
     pid: str | None = None
+    due: float | None = None  # open loop: when the call was due (``start - due``: how late it started)
 
 
 def session_for(user: int | str, base_url: str) -> requests.Session:
@@ -441,9 +443,167 @@ class LoadProcesses:
             out[variant].extend(future.result())
         return out
 
+    def run_open(self, *loads: OpenLoad, split: int = 1, during: Callable[[float], None] | None = None,
+                 lead: float = 0.3) -> dict[str, list[Call]]:
+        """Run open loops at once (each over ``split`` processes, one part per process); the
+        calls by variant. ``during(start_at)`` runs here while they do (to change the fake on
+        a schedule); ``start_at`` is the ``time.monotonic()`` at which call 0 is due."""
+        parts = [part for load in loads for part in load.split(split)]
+        if len(parts) > self.processes:
+            raise ValueError(f"{len(parts)} open-loop parts need as many load processes, not {self.processes}")
+        start_at = time.monotonic() + lead
+        futures = [(part.variant, self._pool.submit(_run_open_load_here, part, start_at)) for part in parts]
+        if during is not None:
+            during(start_at)
+        out: dict[str, list[Call]] = {load.variant: [] for load in loads}
+        for variant, future in futures:
+            out[variant].extend(future.result())
+        for calls in out.values():
+            calls.sort(key=lambda c: c.due if c.due is not None else c.start)
+        return out
+
 
 def _noop(_: int) -> None:
     pass
+
+
+# -- open loop ---------------------------------------------------------------------------
+
+
+def open_loop(rate: float, duration: float, call: Callable[[requests.Session, int], Call], *,
+              workers: int = 256, timeout: float = 30.0, origin: str = "",
+              user: Callable[[int], int | str] | None = None, start_at: float | None = None,
+              grace: float = 3.0, variant: str = "", count: int | None = None) -> list[Call]:
+    """A true open loop: call ``i`` is due at ``start_at + i / rate`` (``i < rate * duration``)
+    whether or not the calls before it have finished.
+
+    A dispatcher thread hands each call, when it is due, to a pool of ``workers`` threads,
+    each with a session of its own (:func:`session_for` with ``origin``); ``user(i)``, when
+    given, is the logged-in user of call ``i``. ``call(session, i)`` makes the call (with
+    ``timeout`` as its client timeout) and returns its :class:`Call`, which gets ``due``:
+    when every pool thread is busy, a call starts late, and ``start - due`` says by how much.
+
+    Bounded: nothing is issued after ``duration``, and calls in flight get at most
+    ``timeout + grace`` seconds more. Calls the pool had not started by then come back as
+    ``not_started``, calls still running as ``unfinished`` (status 0, with a problem).
+    ``count``: this many calls instead of ``rate * duration`` (all due within ``duration``).
+    """
+    t0 = time.monotonic() if start_at is None else start_at
+    total = max(0, math.floor(rate * duration + 1e-9) if count is None else count)
+    local = threading.local()
+    sessions: list[requests.Session] = []
+    started: dict[int, float] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+    issued: list[tuple[int, float, Future[Call]]] = []
+
+    def one(i: int, due: float) -> Call:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = session_for("", origin)
+            with lock:
+                sessions.append(session)
+        if user is not None:
+            session.headers[USER_HEADER] = str(user(i))
+        started[i] = time.monotonic()
+        result = call(session, i)
+        result.due = due
+        return result
+
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="open-loop")
+
+    def dispatch() -> None:
+        for i in range(total):
+            due = t0 + i / rate
+            wait = due - time.monotonic()
+            if wait > 0 and stop.wait(wait):
+                return
+            issued.append((i, due, pool.submit(one, i, due)))
+
+    dispatcher = threading.Thread(target=dispatch, name="open-loop-dispatch", daemon=True)
+    try:
+        dispatcher.start()
+        dispatcher.join(max(0.0, t0 + duration - time.monotonic()) + 5)
+        stop.set()
+        dispatcher.join(5)
+        deadline = max(t0 + duration, time.monotonic()) + timeout + grace
+        wait_for_futures([f for _, _, f in issued], timeout=max(0.0, deadline - time.monotonic()))
+    finally:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+    calls: list[Call] = []
+    now = time.monotonic()
+    for i, due, future in issued:
+        if future.done() and not future.cancelled():
+            calls.append(future.result())
+        elif i in started:
+            calls.append(Call(variant, started[i], now - started[i], 0, "unfinished",
+                              f"no answer {timeout + grace:.0f} s after the last call was due", due=due))
+        else:
+            calls.append(Call(variant, due, 0.0, 0, "not_started",
+                              "the load generator did not start it in time", due=due))
+    if all(f.done() for _, _, f in issued):
+        for session in sessions:
+            session.close()
+    return calls
+
+
+def lateness(calls: Sequence[Call]) -> list[float]:
+    """Seconds each open-loop call started after it was due (calls that started)."""
+    return [c.start - c.due for c in calls if c.due is not None and c.outcome != "not_started"]
+
+
+def offered_rate(calls: Sequence[Call], duration: float) -> float:
+    """Open-loop calls that actually started within ``duration`` seconds of the first due time, per second."""
+    dues = [c.due for c in calls if c.due is not None]
+    if not dues or duration <= 0:
+        return 0.0
+    end = min(dues) + duration
+    return sum(1 for c in calls if c.due is not None and c.outcome != "not_started" and c.start < end) / duration
+
+
+@dataclass(frozen=True)
+class OpenLoad:
+    """An open loop for a load process: ``rate`` calls per second of ``method url`` for
+    ``duration`` seconds, call ``i`` as user ``first_user + i % users``. ``allowed`` as in
+    :class:`Load`. ``part``/``parts``: this process's share of the calls (every
+    ``parts``-th one, starting at ``part``), so that the parts together are the whole loop."""
+
+    variant: str
+    method: str
+    url: str
+    rate: float
+    duration: float
+    json_body: Any = None
+    users: int = 500
+    first_user: int = 1
+    allowed: frozenset[str] | None = None
+    timeout: float = 30.0
+    origin: str = ""
+    workers: int = 256
+    part: int = 0
+    parts: int = 1
+
+    def split(self, parts: int) -> list[OpenLoad]:
+        """The same loop shared by ``parts`` processes: interleaved calls, the threads divided."""
+        parts = max(1, parts)
+        return [replace(self, part=i, parts=parts, workers=max(1, self.workers // parts)) for i in range(parts)]
+
+
+def _run_open_load_here(load: OpenLoad, start_at: float) -> list[Call]:
+    """An ``OpenLoad`` part in this process (a load process runs this)."""
+    check = token_checker(set(load.allowed)) if load.allowed is not None else None
+
+    def call(session: requests.Session, _: int) -> Call:
+        return request_call(session, load.variant, load.method, load.url, json_body=load.json_body,
+                            timeout=load.timeout, check=check)
+
+    # This part's call i is call part + i * parts of the whole loop.
+    total = math.floor(load.rate * load.duration + 1e-9)
+    return open_loop(load.rate / load.parts, load.duration, call, count=len(range(load.part, total, load.parts)),
+                     workers=load.workers, timeout=load.timeout, origin=load.origin,
+                     user=lambda i: load.first_user + (load.part + i * load.parts) % load.users,
+                     start_at=start_at + load.part / load.rate, variant=load.variant)
 
 
 # -- the token endpoint's contract (API.md) ---------------------------------------------

@@ -11,8 +11,9 @@ What else happens is set per run, and can change while it runs:
 - ``rates``: the share of requests that get a fault instead of a token:
   ``delay`` (an extra ``uniform(0, delay_max)`` seconds, then a token),
   ``reset`` (a TCP reset before or in the middle of the answer), ``5xx``,
-  ``429`` (with a ``Retry-After`` drawn from ``retry_after``) and
-  ``garbage`` (a 200 whose body is not the expected JSON);
+  ``429`` (with a ``Retry-After`` drawn from ``retry_after``),
+  ``garbage`` (a 200 whose body is not the expected JSON) and ``slow`` (a token,
+  but only after ``slow_for`` seconds: 1.5 by default, longer than a 1 s timeout);
 - ``seed``: the faults are drawn from one seeded generator.
 
 It counts accepted TCP connections, requests, outcomes and token calls per contact.
@@ -51,7 +52,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 TOKEN_PATH = "/api/v1/auth/contact/token"  # noqa: S105 - a path
-FAULTS = ("delay", "reset", "5xx", "429", "garbage")
+FAULTS = ("delay", "reset", "5xx", "429", "garbage", "slow")  # new ones at the end: same draws for a seed
 DEFAULTS: dict[str, Any] = {
     "mode": "healthy",
     "latency": 0.0,
@@ -60,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "retry_after": ["0", "1", "3"],
     "seed": 1,
     "trickle_every": 0.1,
+    "slow_for": 1.5,
 }
 _LINGER_RST = struct.pack("ii", 1, 0)
 
@@ -130,7 +132,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
             return
         if fake.config["latency"]:
             time.sleep(fake.config["latency"])
-        if outcome == "delay":
+        if outcome in ("delay", "slow"):
             time.sleep(arg)
         elif outcome == "reset":
             self._reset(mid_answer=arg)
@@ -369,6 +371,8 @@ class FakeEsputnik:
                 return "ok", None
         if fault == "delay":
             return fault, pick * config["delay_max"]
+        if fault == "slow":
+            return fault, config["slow_for"]
         if fault == "reset":
             return fault, pick < 0.5
         if fault == "5xx":

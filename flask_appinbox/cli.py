@@ -30,8 +30,9 @@ def _state() -> AppInboxState:
 def check(email: str | None, phone: str | None, external_id: str | None) -> None:
     """Validate the configuration and ask eSputnik for a contact's token.
 
-    Exit status: 0 the contact was found, 1 eSputnik does not know it,
-    2 a configuration or upstream error. Neither the API key nor the token is printed.
+    Exit status: 0 the contact was found, 1 a configuration or upstream error,
+    2 a usage error (Click's), 3 eSputnik does not know the contact. Neither the
+    API key nor the token is printed.
     """
     state = _state()
     s = state.settings
@@ -42,25 +43,25 @@ def check(email: str | None, phone: str | None, external_id: str | None) -> None
     if not contact:
         raise click.UsageError("give --email, --phone or --external-id")
     where = "the sandbox" if s.sandbox else s.api_url
-    click.echo(f"configuration: OK (API {where}, timeout {s.timeout:g} s, {s.retries} retries, "
+    click.echo(f"configuration: OK (API: {where}; timeout {s.timeout:g} s, {s.retries} retries, "
                f"budget {s.time_budget:g} s)")
     with current_app.test_request_context("/"):
         try:
             if not state.active():
                 click.echo("error: App Inbox is disabled (APPINBOX_ENABLED, or no API key / site ID here)")
-                sys.exit(2)
+                sys.exit(1)
             token = state.client.contact_token(contact)
         except ConfigurationError as exc:
             click.echo(f"error: configuration: {exc}")
-            sys.exit(2)
+            sys.exit(1)
         except UpstreamError as exc:
             hint = " (check APPINBOX_API_KEY)" if exc.error == "upstream_rejected" else ""
             click.echo(f"error: {exc.error}: {exc}{hint}")
-            sys.exit(2)
+            sys.exit(1)
     if not token:
         click.echo(f"contact not found: eSputnik does not know {contact!r} "
                    "(APPINBOX_CREATE_CONTACTS = True creates contacts on first use)")
-        sys.exit(1)
+        sys.exit(3)
     click.echo(f"contact found: eSputnik issued a token ({len(token)} characters) for {contact!r}")
 
 

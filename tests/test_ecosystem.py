@@ -131,15 +131,15 @@ def test_cli_check_found() -> None:
         esputnik.token("secret-token-value")
         result = app.test_cli_runner().invoke(args=["appinbox", "check", "--email", "alice@example.com"])
     assert result.exit_code == 0, result.output
-    assert "configuration: OK" in result.output and "contact found" in result.output
+    assert "configuration: OK (API: https://esputnik.com/api;" in result.output and "contact found" in result.output
     assert "a***@example.com" in result.output
     assert "secret-token-value" not in result.output and API_KEY not in result.output
 
 
 @pytest.mark.parametrize("kind,code,text", [
-    (None, 1, "contact not found"),
-    ("rejected", 2, "upstream_rejected"),
-    ("timeout", 2, "upstream_timeout"),
+    (None, 3, "contact not found"),
+    ("rejected", 1, "upstream_rejected"),
+    ("timeout", 1, "upstream_timeout"),
 ])
 def test_cli_check_failures(kind: str | None, code: int, text: str) -> None:
     app = make_app({"APPINBOX_RETRIES": 0})

@@ -1,0 +1,34 @@
+"""The wheel as users get it: its license, its dependencies and its extras."""
+from __future__ import annotations
+
+import email
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
+                    str(ROOT)], check=True, capture_output=True, timeout=300)
+    return next(out.glob("*.whl"))
+
+
+def test_the_wheel_ships_the_license_and_declares_what_it_imports(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        metadata = email.message_from_bytes(zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))))
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert "flask_appinbox/py.typed" in names
+    requires = metadata.get_all("Requires-Dist") or []
+    plain = sorted(r.split(">")[0] for r in requires if "extra ==" not in r)
+    assert plain == ["blinker", "flask", "flask-login", "requests"]
+    # A site's own tests need only responses (for FakeEsputnik); the toolchain is this project's "dev".
+    test_extra = sorted(r.split(">")[0] for r in requires if 'extra == "test"' in r)
+    assert test_extra == ["responses"]
