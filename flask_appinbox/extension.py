@@ -51,6 +51,7 @@ class AppInboxState:
         self.extension = extension
         self.settings = settings
         self.flights = SingleFlight()
+        self._warned: set[str] = set()
         self.cache: Any = None
         if settings.token_cache is not None:
             self.cache = settings.token_cache
@@ -85,6 +86,12 @@ class AppInboxState:
         else:
             script_src = settings.script_url  # formatted per request
         self.snippet = Snippet(f"{prefix}/token", script_src)
+
+    def warn_once(self, what: str, message: str, *args: Any) -> None:
+        """Log a misconfiguration once per app, not on every request."""
+        if what not in self._warned:
+            self._warned.add(what)
+            log.warning(message, *args)
 
     # -- per request: which account -----------------------------------------------------
 

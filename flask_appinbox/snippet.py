@@ -164,8 +164,13 @@ def _babel_locale() -> str | None:
 
 def _logged_in(app: Flask) -> bool:
     if not hasattr(app, "login_manager"):
+        _state(app).warn_once("no-login-manager", NO_LOGIN_MANAGER)
         return False
     return bool(_get_user().is_authenticated)
+
+
+NO_LOGIN_MANAGER = ("Flask-AppInbox needs Flask-Login: this app has no LoginManager, so no user is ever logged in "
+                    "and no page shows the inbox. Add LoginManager(app) with a user_loader.")
 
 
 _EMPTY = Markup("")

@@ -14,6 +14,7 @@ from .config import DEFAULT_PORTS, parse_origin
 from .contact import Contact, InvalidContact
 from .errors import ConfigurationError, ContactNotFound, UpstreamError, log_unexpected
 from .signals import send, token_failed, token_issued
+from .snippet import NO_LOGIN_MANAGER
 
 log = logging.getLogger("flask_appinbox")
 
@@ -95,7 +96,7 @@ def _renew() -> bool:
 
 def _current_user() -> Any:
     if not hasattr(current_app, "login_manager"):
-        log.error("Flask-AppInbox needs Flask-Login: LoginManager is not initialised on this app")
+        current_app.extensions["appinbox"].warn_once("no-login-manager", NO_LOGIN_MANAGER)
         return None
     from flask_login import current_user
 
@@ -136,6 +137,9 @@ def token() -> Response:
         log_unexpected("the contact loader failed", exc)
         return _failed(user, None, 503, "contact_unavailable", exc)
     if not contact:
+        state.warn_once("no-contact", "user %r has no contact, so App Inbox has no token for them (404): "
+                        "the default contact loader reads the user's email, phone and external_customer_id; "
+                        "write an @appinbox.contact_loader for other attributes. Logged once.", _user_id(user))
         return _failed(user, None, 404, ContactNotFound.error, None, {"token": ""})
     try:
         value, cached = state.issue_token(contact, renew=renew)

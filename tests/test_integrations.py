@@ -286,3 +286,29 @@ def test_logout_survives_a_failing_contact_loader(config: dict[str, Any], upstre
     assert client.post("/appinbox/token").json == {"token": "tok-1"}
     assert client.post("/logout").status_code == 200
     assert client.post("/appinbox/token").status_code == 401
+
+
+# -- misconfigurations explain themselves, once ---------------------------------------------
+
+def test_no_login_manager_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    from flask import Flask, render_template_string
+
+    app = Flask(__name__)
+    app.config.update(APPINBOX_SANDBOX=True, SECRET_KEY="s")
+    FlaskAppInbox(app)  # and no LoginManager
+    client = app.test_client()
+    for _ in range(3):
+        with app.test_request_context("/"):
+            assert render_template_string("{{ appinbox_script() }}") == ""
+        assert client.post("/appinbox/token").status_code == 401
+    said = [r.getMessage() for r in caplog.records if "LoginManager" in r.getMessage()]
+    assert len(said) == 1 and "no LoginManager" in said[0]
+
+
+def test_a_user_with_no_contact_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app()
+    client = app.test_client(user=USERS["3"])  # no email, phone or external id
+    for _ in range(3):
+        assert client.post("/appinbox/token").status_code == 404
+    said = [r.getMessage() for r in caplog.records if "has no contact" in r.getMessage()]
+    assert len(said) == 1 and "external_customer_id" in said[0] and "contact_loader" in said[0]
