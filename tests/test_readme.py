@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask_login import FlaskLoginClient, UserMixin
 
 from flask_appinbox.testing import FakeEsputnik
 
@@ -28,26 +27,30 @@ def test_the_two_commands_come_first() -> None:
     assert lines[-1].strip() == commands[1]  # CI runs the README's test command, last: its summary closes CI
 
 
+def quickstart() -> str:
+    return next(b for b in python_blocks() if "def create_app" in b)
+
+
+def test_the_quickstart_is_examples_quickstart() -> None:
+    assert quickstart().rstrip() == (ROOT / "examples" / "quickstart.py").read_text().rstrip()
+
+
 def test_quickstart_gives_a_working_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
-    quickstart = next(b for b in python_blocks() if "def create_app" in b)
     monkeypatch.setenv("FLASK_APPINBOX_API_KEY", "readme-key")
     monkeypatch.setenv("FLASK_APPINBOX_SITE_ID", "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9")
-    monkeypatch.setenv("FLASK_SECRET_KEY", "readme-secret")
-    namespace: dict[str, Any] = {"__name__": "__main__"}  # Flask(__name__) needs a module with a path
-    exec(compile(quickstart, "README.rst", "exec"), namespace)  # noqa: S102 - our own README
-
-    class User(UserMixin):
-        id = 7
-        email = "Reader@Example.com"
-
-    namespace["login_manager"].user_loader(lambda user_id: User() if user_id == "7" else None)
+    namespace: dict[str, Any] = {"__name__": "quickstart"}
+    exec(compile(quickstart(), "README.rst", "exec"), namespace)  # noqa: S102 - our own README
     app = namespace["create_app"]()
-    app.test_client_class = FlaskLoginClient
+    client = app.test_client()
+    assert client.post("/appinbox/token").json == {"error": "unauthenticated"}
+    client.post("/login")
+    page = client.get("/").text
+    assert '<div id="appinbox-bell"></div>' in page and "getAuthTokenCallback" in page
     with FakeEsputnik() as esputnik:
         esputnik.token("from-the-readme")
-        response = app.test_client(user=User()).post("/appinbox/token")
+        response = client.post("/appinbox/token", json={"renew": False})
     assert response.json == {"token": "from-the-readme"}
-    assert esputnik.token_requests == [{"email": "reader@example.com", "externalCustomerId": "7"}]
+    assert esputnik.token_requests == [{"email": "alice@example.com", "externalCustomerId": "1"}]
 
 
 @pytest.mark.parametrize("name", ["README.rst", "CHANGES.rst"])
