@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from test_readme import ROOT, quickstart
 
 try:
