@@ -32,3 +32,13 @@ def test_the_wheel_ships_the_license_and_declares_what_it_imports(wheel: Path) -
     # A site's own tests need only responses (for FakeEsputnik); the toolchain is this project's "dev".
     test_extra = sorted(r.split(">")[0] for r in requires if 'extra == "test"' in r)
     assert test_extra == ["responses"]
+
+
+def test_the_documentation_builds_without_a_warning(tmp_path: Path) -> None:
+    """Sphinx (docs/: the README's guides, the API reference from the docstrings, the changelog), -W."""
+    pytest.importorskip("sphinx")  # in the dev extra
+    done = subprocess.run([sys.executable, "-m", "sphinx", "-q", "-E", "-W", "-b", "html", str(ROOT / "docs"),
+                           str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    api = (tmp_path / "api.html").read_text()
+    assert "contact_token" in api and "init_app" in api
