@@ -42,3 +42,22 @@ def test_the_documentation_builds_without_a_warning(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     api = (tmp_path / "api.html").read_text()
     assert "contact_token" in api and "init_app" in api
+
+
+def test_the_lowest_versions_run_uses_the_declared_floors() -> None:
+    import configparser
+    import re
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    declared = cfg["options"]["install_requires"].split() + cfg["options.extras_require"]["dev"].split()
+    floors = {}
+    for item in declared:
+        found = re.fullmatch(r"([\w.-]+)>=([\w.]+)", item)
+        if found:
+            floors[found.group(1)] = found.group(2)
+    pinned = dict(line.split("==") for line in (ROOT / ".ci" / "lowest.txt").read_text().split()
+                  if "==" in line and not line.startswith("#"))
+    for name, version in pinned.items():
+        if name != "werkzeug":
+            assert floors.get(name) is not None and version.startswith(floors[name]), (name, version, floors.get(name))
