@@ -53,6 +53,19 @@ def test_quickstart_gives_a_working_endpoint(monkeypatch: pytest.MonkeyPatch) ->
     assert esputnik.token_requests == [{"email": "alice@example.com", "externalCustomerId": "1"}]
 
 
+def test_testing_your_app_passes_against_the_quickstart(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    example = next(b for b in python_blocks() if "def test_inbox_token" in b)
+    (tmp_path / "quickstart.py").write_text(quickstart())
+    (tmp_path / "test_quickstart_inbox.py").write_text(example)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error",
+                           "test_quickstart_inbox.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "1 passed" in done.stdout
+
+
 @pytest.mark.parametrize("name", ["README.rst", "CHANGES.rst"])
 def test_restructuredtext_is_well_formed(name: str) -> None:
     import docutils.core
