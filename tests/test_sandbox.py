@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 import responses
+from conftest import make_app
 from flask import Flask, request
 from flask_login import UserMixin, logout_user
 
 from flask_appinbox import Contact
-from flask_appinbox.sandbox import SANDBOX_API_KEY, SANDBOX_ORIGIN
+from flask_appinbox.sandbox import SANDBOX_ORIGIN
 
 API = "/appinbox/sandbox/api"
 MESSAGES = f"{API}/v1/appinbox/messages"
@@ -28,7 +29,9 @@ def basic(password: str, user: str = "anyone") -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-AUTH = basic(SANDBOX_API_KEY)
+def auth(client: Any) -> dict[str, str]:
+    """The sandbox's credential: random per app, known to the in-process client only."""
+    return basic(client.application.extensions["appinbox_sandbox"].api_key)
 
 
 class _Id(UserMixin):
@@ -54,7 +57,7 @@ def token_for(client: Any, renew: bool = False) -> str:
 @pytest.mark.parametrize("config", [{}])
 def test_off_by_default(app: Flask, anon: Any) -> None:
     assert "appinbox_sandbox" not in app.extensions
-    assert anon.post(f"{API}/v1/auth/contact/token", json={"email": "a@b.c"}, headers=AUTH).status_code == 404
+    assert anon.post(f"{API}/v1/auth/contact/token", json={"email": "a@b.c"}, headers=basic("x")).status_code == 404
     assert anon.get("/appinbox/sandbox/loader.js").status_code == 404
 
 
@@ -84,7 +87,8 @@ def test_sandbox_keys_are_optional() -> None:
 # -- the token API -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("headers", [{}, basic("wrong"), basic(""), {"Authorization": "Bearer sandbox-api-key"}])
+@pytest.mark.parametrize("headers", [{}, basic("wrong"), basic(""), basic("sandbox-api-key"),
+                                     {"Authorization": "Bearer sandbox-api-key"}])
 def test_token_api_needs_basic_auth(anon: Any, headers: dict[str, str]) -> None:
     response = anon.post(f"{API}/v1/auth/contact/token", json={"email": "alice@example.com"}, headers=headers)
     assert response.status_code == 401
@@ -92,19 +96,19 @@ def test_token_api_needs_basic_auth(anon: Any, headers: dict[str, str]) -> None:
 
 
 def test_token_api(anon: Any) -> None:
-    response = anon.post(f"{API}/v1/auth/contact/token", json={"email": "Alice@Example.com"}, headers=AUTH)
+    response = anon.post(f"{API}/v1/auth/contact/token", json={"email": "Alice@Example.com"}, headers=auth(anon))
     assert response.status_code == 200
     assert response.json["token"].startswith("sbx_")
     assert response.headers["Cache-Control"] == "no-store"
     for body in ({}, {"email": "not an email"}, [], {"phone": "12"}):
-        assert anon.post(f"{API}/v1/auth/contact/token", json=body, headers=AUTH).status_code == 400
+        assert anon.post(f"{API}/v1/auth/contact/token", json=body, headers=auth(anon)).status_code == 400
 
 
 @pytest.mark.parametrize("config", [{"APPINBOX_SANDBOX": True,
                                      "APPINBOX_SANDBOX_CONTACTS": ["ALICE@example.com", "+380 50 123 45 67"]}])
 def test_only_configured_contacts_are_known(app: Flask, anon: Any) -> None:
     def token(body: dict[str, str]) -> str:
-        return anon.post(f"{API}/v1/auth/contact/token", json=body, headers=AUTH).json["token"]  # type: ignore
+        return anon.post(f"{API}/v1/auth/contact/token", json=body, headers=auth(anon)).json["token"]  # type: ignore
 
     assert token({"email": "bob@example.com"}) == ""
     assert token({"externalCustomerId": "42"}) == ""
@@ -121,15 +125,15 @@ def test_only_configured_contacts_are_known(app: Flask, anon: Any) -> None:
 @pytest.mark.parametrize("config", [{"APPINBOX_SANDBOX": True, "APPINBOX_SANDBOX_CONTACTS": []}])
 def test_creating_a_contact_makes_it_known(anon: Any) -> None:
     body = {"email": "bob@example.com"}
-    assert anon.post(f"{API}/v1/auth/contact/token", json=body, headers=AUTH).json == {"token": ""}
+    assert anon.post(f"{API}/v1/auth/contact/token", json=body, headers=auth(anon)).json == {"token": ""}
     created = {"externalCustomerId": "bob-1", "channels": [{"type": "email", "value": "Bob@example.com"}]}
     assert anon.post(f"{API}/v1/contact", json=created).status_code == 401
-    assert anon.post(f"{API}/v1/contact", json={"channels": []}, headers=AUTH).status_code == 400
-    response = anon.post(f"{API}/v1/contact", json=created, headers=AUTH)
+    assert anon.post(f"{API}/v1/contact", json={"channels": []}, headers=auth(anon)).status_code == 400
+    response = anon.post(f"{API}/v1/contact", json=created, headers=auth(anon))
     assert response.status_code == 200 and isinstance(response.json["id"], int)
-    assert anon.post(f"{API}/v1/auth/contact/token", json=body, headers=AUTH).json["token"].startswith("sbx_")
+    assert anon.post(f"{API}/v1/auth/contact/token", json=body, headers=auth(anon)).json["token"].startswith("sbx_")
     ext = {"externalCustomerId": "bob-1"}
-    assert anon.post(f"{API}/v1/auth/contact/token", json=ext, headers=AUTH).json["token"].startswith("sbx_")
+    assert anon.post(f"{API}/v1/auth/contact/token", json=ext, headers=auth(anon)).json["token"].startswith("sbx_")
 
 
 @pytest.mark.parametrize("config", [{"APPINBOX_SANDBOX": True, "APPINBOX_SANDBOX_CONTACTS": [],
@@ -304,7 +308,8 @@ def test_configured_api_key_is_never_sent(app: Flask, alice: Any, upstream: resp
     seen = _record_api_calls(app)
     response = alice.post("/appinbox/token", json={})
     assert response.status_code == 200
-    assert [h["Authorization"] for h, _ in seen] == [basic(SANDBOX_API_KEY, "flask-appinbox")["Authorization"]] * 3
+    sandbox_key = app.extensions["appinbox_sandbox"].api_key
+    assert [h["Authorization"] for h, _ in seen] == [basic(sandbox_key, "flask-appinbox")["Authorization"]] * 3
     for headers, body in seen:
         assert api_key not in repr(headers) and api_key.encode() not in body
     assert api_key not in response.get_data(as_text=True)
@@ -339,3 +344,8 @@ def test_loader_builds_no_markup_from_strings() -> None:
     for banned in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
                    'setAttribute("style"', "cssText"):
         assert banned not in source, banned
+
+
+def test_the_sandbox_credential_is_random_per_app() -> None:
+    keys = {make_app({"APPINBOX_SANDBOX": True}).extensions["appinbox_sandbox"].api_key for _ in range(3)}
+    assert len(keys) == 3 and all(len(k) >= 32 for k in keys)

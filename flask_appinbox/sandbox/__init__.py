@@ -15,12 +15,12 @@ from flask_login import user_logged_out
 
 from .adapter import WSGIAdapter
 from .store import SandboxStore
-from .views import SANDBOX_API_KEY, sandbox_bp
+from .views import sandbox_bp
 
 if TYPE_CHECKING:
     from ..config import Settings
 
-__all__ = ["install", "SANDBOX_API_KEY", "SANDBOX_ORIGIN", "SandboxStore"]
+__all__ = ["install", "SANDBOX_ORIGIN", "SandboxStore"]
 
 #: Where the client sends sandbox calls; only the adapter below answers there.
 SANDBOX_ORIGIN = "http://appinbox-sandbox.invalid"
@@ -29,12 +29,12 @@ SANDBOX_ORIGIN = "http://appinbox-sandbox.invalid"
 def install(app: Flask, settings: Settings, session: requests.Session) -> tuple[str, str]:
     """Serve the sandbox on ``app`` and route ``session`` to it; returns (API key, API base URL)."""
     prefix = f"{settings.url_prefix}/sandbox"
-    app.extensions["appinbox_sandbox"] = SandboxStore(settings.sandbox_contacts, page=f"{prefix}/")
+    sandbox = app.extensions["appinbox_sandbox"] = SandboxStore(settings.sandbox_contacts, page=f"{prefix}/")
     app.register_blueprint(sandbox_bp, url_prefix=prefix)
     user_logged_out.connect(_spend_tokens, app, weak=False)
     session.mount(SANDBOX_ORIGIN + "/", WSGIAdapter(app))
     session.trust_env = False  # no proxy or .netrc between the client and the sandbox
-    return SANDBOX_API_KEY, f"{SANDBOX_ORIGIN}{prefix}/api"
+    return sandbox.api_key, f"{SANDBOX_ORIGIN}{prefix}/api"
 
 
 def _spend_tokens(app: Flask, user: Any = None, **_: Any) -> None:

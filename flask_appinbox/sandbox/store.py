@@ -82,6 +82,9 @@ class SandboxStore:
     """
 
     def __init__(self, known: Iterable[str] | None, page: str = "/appinbox/sandbox/") -> None:
+        #: The token API's credential: random per process, known only to the in-process client, so
+        #: that nobody else can mint a token for a contact and read that inbox.
+        self.api_key = secrets.token_urlsafe(32)
         self.lock = threading.RLock()
         self.known = None if known is None else {_normalise(v) for v in known}
         self.created: set[str] = set()

@@ -3,7 +3,7 @@
 Under ``<prefix>/sandbox``:
 
 ``POST /api/v1/auth/contact/token``, ``POST /api/v1/contact``
-    eSputnik's contact-token and contact calls, Basic auth with :data:`SANDBOX_API_KEY`
+    eSputnik's contact-token and contact calls, Basic auth with the store's per-process ``api_key``
     (401 without it); ``{"token": ""}`` for a contact the sandbox does not know.
 
 ``GET /loader.js``
@@ -55,10 +55,6 @@ from flask import (
 from ..views import is_cross_site
 from .store import MAX_LINK, MAX_TEXT, MAX_TITLE, SandboxStore, identifiers
 
-#: The sandbox's own, public credential. The configured APPINBOX_API_KEY is
-#: never sent to the sandbox.
-SANDBOX_API_KEY = "sandbox-api-key"
-
 MAX_PAGE_SIZE = 100
 MAX_STATUS_IDS = 1000
 
@@ -80,7 +76,7 @@ def _json(status: int, body: Any) -> Response:
 def _authorised() -> bool:
     auth = request.authorization
     password = (auth.password or "") if auth is not None and auth.type == "basic" else ""
-    return hmac.compare_digest(password.encode(), SANDBOX_API_KEY.encode())
+    return hmac.compare_digest(password.encode(), store().api_key.encode())
 
 
 def _contact_ids(body: Any) -> list[str] | None:
