@@ -303,10 +303,12 @@ class Settings:
     def from_config(cls, config: Mapping[str, Any], *, language_set: bool = True) -> Settings:
         """Check every key. ``language_set=False``: the site did not set APPINBOX_LANGUAGE."""
         sandbox = _bool(config, "APPINBOX_SANDBOX")
+        enabled = _bool(config, "APPINBOX_ENABLED")
+        required = enabled and not sandbox  # switched off (a test, a staging site): no account needed
         ttl = _number(config, "APPINBOX_TOKEN_CACHE_TTL", minimum=0, maximum=86400, strict=False)
         return cls(
-            api_key=_secret(config, "APPINBOX_API_KEY", required=not sandbox),
-            site_id=_site_id(config, "APPINBOX_SITE_ID", required=not sandbox),
+            api_key=_secret(config, "APPINBOX_API_KEY", required=required),
+            site_id=_site_id(config, "APPINBOX_SITE_ID", required=required),
             language=_language(config, "APPINBOX_LANGUAGE") if language_set else None,
             recoms=_optional_bool(config, "APPINBOX_RECOMS"),
             tracking=_optional_bool(config, "APPINBOX_TRACKING"),
@@ -317,7 +319,7 @@ class Settings:
             timeout=_number(config, "APPINBOX_TIMEOUT", minimum=0, maximum=60, strict=True),
             retries=_int(config, "APPINBOX_RETRIES", minimum=0, maximum=5),
             backoff_cap=_number(config, "APPINBOX_BACKOFF_CAP", minimum=0, maximum=30, strict=False),
-            enabled=_bool(config, "APPINBOX_ENABLED"),
+            enabled=enabled,
             sandbox=sandbox,
             sandbox_contacts=_sandbox_contacts(config, "APPINBOX_SANDBOX_CONTACTS"),
             create_contacts=_bool(config, "APPINBOX_CREATE_CONTACTS"),

@@ -237,8 +237,9 @@ def appinbox_bell(**attrs: Any) -> Markup:
     ``data_role="y"`` -> ``data-role="y"``; ``True`` -> a bare attribute,
     ``False``/``None`` -> left out), every value escaped.
     """
-    if not _state().settings.enabled:
-        return Markup("")
+    state = _state()
+    if not state.settings.enabled or (state.per_request and has_request_context() and not state.active()):
+        return _EMPTY  # off, or off for this request's tenant
     merged: dict[str, Any] = {"id": "appinbox-bell"}
     for name, value in attrs.items():
         html_name = name.rstrip("_").replace("_", "-")

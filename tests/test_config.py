@@ -200,3 +200,13 @@ def test_unprefixed_environment_variables_are_named(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("APPINBOX_SANDBOX", "True")  # Flask reads FLASK_APPINBOX_SANDBOX, not this
     make_app()
     assert "APPINBOX_SANDBOX is not read" in caplog.text and "FLASK_APPINBOX_SANDBOX" in caplog.text
+
+
+def test_switched_off_needs_no_account() -> None:
+    app = make_app({"APPINBOX_ENABLED": False, "APPINBOX_API_KEY": None, "APPINBOX_SITE_ID": None})
+    client = app.test_client()
+    assert client.post("/appinbox/token").json == {"error": "disabled"}
+    with app.test_request_context("/"):
+        from flask import render_template_string
+
+        assert render_template_string("{{ appinbox_bell() }}{{ appinbox_script() }}") == ""

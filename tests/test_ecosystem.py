@@ -266,11 +266,12 @@ def test_two_tenants_in_one_app(upstream: responses.RequestsMock) -> None:
         with app.test_request_context("/", headers={"X-Shop": host}):
             login_user(USERS["1"])
             html = render_template_string("{{ appinbox_script() }}")
+            bell = render_template_string("{{ appinbox_bell() }}")
         if key is None:
-            assert response.status_code == 404 and html == ""
+            assert response.status_code == 404 and html == "" and bell == ""
         else:
             assert response.json == {"token": "same-contact-token"}
-            assert f"/scripts/{site}.js" in html
+            assert f"/scripts/{site}.js" in html and bell == '<div id="appinbox-bell"></div>'
     assert fake.auth_headers == [requests.auth._basic_auth_str("flask-appinbox", k) for k in ("key-a", "key-b")]
     # The cache keeps accounts apart: a second round is served from it, per tenant.
     for host in ("shop-a.example", "shop-b.example"):
