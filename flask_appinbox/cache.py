@@ -1,8 +1,10 @@
 """Reusing tokens: a per-process TTL cache and single-flight first calls."""
 from __future__ import annotations
 
+import copy
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import TypeVar
 
@@ -23,7 +25,8 @@ class TokenCache:
         self.max_entries = max_entries
         self.clock = clock
         self._lock = threading.Lock()
-        self._items: dict[Hashable, tuple[float, str]] = {}
+        # Oldest first: with one TTL for all, the first item is also the first to expire.
+        self._items: OrderedDict[Hashable, tuple[float, str]] = OrderedDict()
 
     def get(self, key: Hashable) -> str | None:
         item = self._items.get(key)
@@ -42,10 +45,9 @@ class TokenCache:
         now = self.clock()
         ttl = self.ttl if timeout is None else timeout
         with self._lock:
-            if len(self._items) >= self.max_entries and key not in self._items:
-                self._items = {k: v for k, v in self._items.items() if v[0] > now}
-                while len(self._items) >= self.max_entries:  # still full: drop the oldest
-                    del self._items[next(iter(self._items))]
+            self._items.pop(key, None)
+            while len(self._items) >= self.max_entries:  # full: drop the oldest
+                self._items.popitem(last=False)
             self._items[key] = (now + ttl, token)
 
     def delete(self, key: Hashable) -> None:
@@ -66,6 +68,14 @@ class _Flight:
         self.error: BaseException | None = None
 
 
+def _own_copy(exc: BaseException) -> BaseException:
+    """A copy of ``exc`` to raise in another thread: a shared object would share one traceback."""
+    try:
+        return copy.copy(exc)
+    except Exception:  # pragma: no cover - an exception that cannot be copied
+        return exc
+
+
 class SingleFlight:
     """Concurrent calls for one key share the first caller's call and its outcome."""
 
@@ -84,7 +94,7 @@ class SingleFlight:
             if not flight.done.wait(wait):
                 return fn()  # the leader is stuck beyond its budget: go alone
             if flight.error is not None:
-                raise flight.error
+                raise _own_copy(flight.error) from flight.error  # one exception object per raiser
             return flight.result  # type: ignore[return-value]
         try:
             result = fn()

@@ -7,6 +7,7 @@ import math
 import os
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -65,7 +66,7 @@ class AppInboxState:
         self.bulkhead = Bulkhead(settings.max_concurrent)
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown,
                                       on_change=lambda old, new: _breaker_changed(app_ref, self, new))
-        self._clients: dict[str | None, EsputnikClient] = {}
+        self._clients: OrderedDict[str | None, EsputnikClient] = OrderedDict()
         self._clients_lock = threading.Lock()
         self._sandbox_session: requests.Session | None = None
         self._sandbox_key = self._sandbox_url = ""
@@ -119,15 +120,14 @@ class AppInboxState:
         return self.api_key() is not None and self.site_id() is not None
 
     def client_for(self, api_key: str | None) -> EsputnikClient:
-        client = self._clients.get(api_key)
-        if client is not None:
-            return client
         with self._clients_lock:
             client = self._clients.get(api_key)
-            if client is None:
-                if len(self._clients) >= _MAX_TENANT_CLIENTS:
-                    self._clients.pop(next(iter(self._clients))).close()
-                client = self._clients[api_key] = self._new_client(api_key)
+            if client is not None:
+                self._clients.move_to_end(api_key)  # least recently used goes first
+                return client
+            if len(self._clients) >= _MAX_TENANT_CLIENTS:
+                self._clients.popitem(last=False)[1].close()
+            client = self._clients[api_key] = self._new_client(api_key)
         return client
 
     def _new_client(self, api_key: str | None) -> EsputnikClient:

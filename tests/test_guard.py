@@ -281,6 +281,8 @@ def test_single_flight_shares_the_failure() -> None:
     errors: list[BaseException] = []
     crowd(4, lambda: _capture(lambda: flights.do("k", fetch, wait=5), errors), gate)
     assert len(errors) == 4 and all(isinstance(e, UpstreamBusy) for e in errors)
+    assert len({id(e) for e in errors}) == 4  # each thread raised its own object (and traceback)
+    assert {(str(e), e.retry_after) for e in errors} == {("busy", 1)}
 
 
 def test_concurrent_first_calls_for_one_contact_cost_one_upstream_call(upstream: responses.RequestsMock) -> None:
@@ -353,3 +355,32 @@ def test_a_trial_that_ends_in_an_unexpected_error_frees_the_breaker(upstream: re
     t.start()
     t.join()
     assert results[0].json == {"token": "back"}  # another thread may try: the trial was given back
+
+
+def test_tenant_clients_are_evicted_least_recently_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flask_appinbox import extension
+
+    monkeypatch.setattr(extension, "_MAX_TENANT_CLIENTS", 3)
+    state = make_app().extensions["appinbox"]
+    state._clients.clear()
+    first = state.client_for("key-a")
+    state.client_for("key-b")
+    state.client_for("key-c")
+    assert state.client_for("key-a") is first  # used again: now the most recent
+    state.client_for("key-d")  # full: the least recently used (b) goes
+    assert list(state._clients) == ["key-c", "key-a", "key-d"]
+    assert state.client_for("key-a") is first
+
+
+def test_a_full_token_cache_drops_its_oldest_in_place() -> None:
+    from flask_appinbox.cache import TokenCache
+
+    clock = Clock()
+    cache = TokenCache(60, max_entries=100, clock=clock)
+    for i in range(100):
+        cache.set(i, f"t{i}")
+        clock.now += 0.01
+    items = cache._items
+    cache.set("new", "t")
+    assert cache._items is items  # no copy of 10,000 entries on every set when full
+    assert cache.get(0) is None and cache.get(1) == "t1" and cache.get("new") == "t" and len(items) == 100
