@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -53,6 +54,8 @@ class AppInboxState:
         self.settings = settings
         self.flights = SingleFlight()
         self._warned: set[str] = set()
+        self._forgotten: dict[str, float] = {}  # cache key -> when its user logged out
+        self._forget_for = 2 * settings.time_budget + 1  # longer than any call in flight then
         self.cache: Any = None
         if settings.token_cache is not None:
             self.cache = settings.token_cache
@@ -179,6 +182,7 @@ class AppInboxState:
         return token, False
 
     def _fetch(self, client: EsputnikClient, contact: Contact, key: str | None) -> str:
+        started = time.monotonic()
         deadline = client.clock() + client.time_budget
         token = client.contact_token(contact, deadline=deadline)
         if not token and self.settings.create_contacts:
@@ -188,8 +192,8 @@ class AppInboxState:
             token = client.contact_token(contact, deadline=deadline)
         if not token:
             raise ContactNotFound("eSputnik does not know this contact")
-        if self.cache is not None and key is not None:
-            self.cache.set(key, token, timeout=self._cache_timeout)
+        if self.cache is not None and key is not None and self._forgotten.get(key, 0.0) < started:
+            self.cache.set(key, token, timeout=self._cache_timeout)  # unless the user logged out meanwhile
         return token
 
     def forget(self, user: Any) -> None:
@@ -202,7 +206,12 @@ class AppInboxState:
         except Exception:
             return
         if contact:
-            self.cache.delete(self.cache_key(contact, api_key))
+            key = self.cache_key(contact, api_key)
+            self.cache.delete(key)
+            now = time.monotonic()
+            with self._clients_lock:  # a call in flight now must not cache the token again
+                self._forgotten = {k: t for k, t in self._forgotten.items() if now - t < self._forget_for}
+                self._forgotten[key] = now
 
 
 def _breaker_changed(app_ref: Callable[[], Flask | None], state: AppInboxState, new: str) -> None:

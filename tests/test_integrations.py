@@ -263,6 +263,24 @@ def test_logout_drops_only_that_users_token(config: dict[str, Any], upstream: re
     assert len(upstream.calls) == 3  # alice's token was dropped: asked again
 
 
+def test_a_logout_during_a_first_call_leaves_no_token_cached(upstream: responses.RequestsMock) -> None:
+    app = make_app({"APPINBOX_TOKEN_CACHE_TTL": 60})
+    state = app.extensions["appinbox"]
+
+    def esputnik(request: Any) -> tuple[int, dict[str, str], str]:
+        state.forget(USERS["1"])  # the user logs out in another tab while eSputnik answers
+        return 200, {}, json.dumps({"token": "tok-late"})
+
+    upstream.remove(responses.POST, TOKEN_URL)
+    upstream.add_callback(responses.POST, TOKEN_URL, callback=esputnik)
+    assert app.test_client(user=USERS["1"]).post("/appinbox/token").json == {"token": "tok-late"}
+    with app.test_request_context("/"):
+        from flask_appinbox import Contact
+
+        key = state.cache_key(Contact(email="alice@example.com"), state.api_key())
+    assert state.cache.get(key) is None  # not cached again after the logout
+
+
 @pytest.mark.parametrize("config", [{"APPINBOX_TOKEN_CACHE_TTL": 60}])
 def test_logout_survives_a_failing_contact_loader(config: dict[str, Any], upstream: responses.RequestsMock) -> None:
     ext = FlaskAppInbox()
