@@ -134,6 +134,8 @@ def token() -> Response:
         log.warning("the contact of user %r is not valid (%s); not asking eSputnik", _user_id(user), reason)
         contact = None
     except Exception as exc:
+        if _propagate():
+            raise  # the site's own code: reaches the test or the debugger, as a view's exception does
         log_unexpected("the contact loader failed", exc)
         return _failed(user, None, 503, "contact_unavailable", exc)
     if not contact:
@@ -158,6 +160,12 @@ def _failed(user: Any, contact: Contact | None, status: int, error: str, exc: Ex
             extra: dict[str, Any] | None = None, retry_after: int | None = None) -> Response:
     send(token_failed, user=user, contact=contact, error=error, exception=exc)
     return answer(status, {**(extra or {}), "error": error}, retry_after)
+
+
+def _propagate() -> bool:
+    """Flask's rule for a view's exception: ``PROPAGATE_EXCEPTIONS``, else on when testing or debugging."""
+    value = current_app.config.get("PROPAGATE_EXCEPTIONS")
+    return bool(current_app.testing or current_app.debug) if value is None else bool(value)
 
 
 def _user_id(user: Any) -> str:

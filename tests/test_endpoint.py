@@ -184,13 +184,17 @@ def test_invalid_contact_is_404_and_logged(upstream: responses.RequestsMock, log
     assert "not valid" in logs.text
 
 
-@pytest.mark.parametrize("bad", [lambda u: 42, lambda u: {"mail": "x@y.z"}, lambda u: 1 / 0])
-def test_broken_loader_is_503_not_500(upstream: responses.RequestsMock, bad: Any) -> None:
+@pytest.mark.parametrize("bad,status,error", [
+    (lambda u: 42, 503, "contact_unavailable"),            # not a contact at all: the loader is broken
+    (lambda u: {"mail": "x@y.z"}, 404, "contact_not_found"),  # no known field: no contact
+    (lambda u: 1 / 0, 503, "contact_unavailable"),
+], ids=["number", "unknown-field", "raises"])
+def test_broken_loader_is_never_500(upstream: responses.RequestsMock, bad: Any, status: int, error: str) -> None:
     ext = FlaskAppInbox()
     ext.contact_loader(bad)
-    app = make_app(extension=ext)
+    app = make_app({"PROPAGATE_EXCEPTIONS": False}, extension=ext)
     response = post(app.test_client(user=USERS["1"]))
-    assert response.status_code in (404, 503)
+    assert (response.status_code, response.json["error"]) == (status, error)
     assert_json_no_store(response)
     assert not upstream.calls
 
@@ -477,17 +481,20 @@ def test_endpoint_logs_hold_no_secret_or_personal_data(alice: Any, upstream: res
         assert API_KEY not in text and "tok-secret-value" not in text and "alice@example.com" not in text
 
 
-def test_never_500_when_loader_raises_in_testing(app: Any, upstream: responses.RequestsMock) -> None:
-    assert app.testing
-    ext = app.extensions["appinbox"].extension
+@pytest.mark.parametrize("propagate", [None, False])
+def test_a_failing_loader_reaches_the_test_as_a_view_would(upstream: responses.RequestsMock,
+                                                          propagate: bool | None) -> None:
+    ext = FlaskAppInbox()
     ext.contact_loader(lambda user: (_ for _ in ()).throw(RuntimeError("db down")))
-    try:
+    app = make_app({"PROPAGATE_EXCEPTIONS": propagate}, extension=ext)
+    assert app.testing
+    if propagate is None:  # Flask's default when testing: the exception reaches the test
+        with pytest.raises(RuntimeError, match="db down"):
+            post(app.test_client(user=USERS["1"]))
+    else:  # production: never a 500
         response = post(app.test_client(user=USERS["1"]))
         assert (response.status_code, response.json) == (503, {"error": "contact_unavailable"})
-    finally:
-        from flask_appinbox import default_contact_loader
-
-        ext.contact_loader(default_contact_loader)
+    assert not upstream.calls
 
 
 def test_login_manager_set_up_after_the_extension(upstream: responses.RequestsMock) -> None:

@@ -334,7 +334,7 @@ def make_loader(kind: str, value: Any) -> Callable[[Any], Any]:
 
 
 CURRENT: list[Callable[[Any], Any]] = [lambda user: None]
-LOADER_APP = fuzz_app(loader=lambda user: CURRENT[0](user))
+LOADER_APP = fuzz_app({"PROPAGATE_EXCEPTIONS": False}, loader=lambda user: CURRENT[0](user))  # as in production
 
 
 @FUZZ
