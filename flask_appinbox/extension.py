@@ -20,7 +20,7 @@ from .cache import SingleFlight, TokenCache
 from .client import EsputnikClient
 from .config import DEFAULTS, Settings, check_api_key, check_site_id, unread_environment
 from .contact import Contact
-from .errors import ContactNotFound
+from .errors import ContactNotFound, log_unexpected
 from .guard import Bulkhead, CircuitBreaker
 from .signals import breaker_closed, breaker_opened, contact_created, send
 from .snippet import Snippet, appinbox_bell, appinbox_script
@@ -203,7 +203,9 @@ class AppInboxState:
         try:
             contact = self.contact_for(user)
             api_key = self.api_key()
-        except Exception:
+        except Exception as exc:
+            log_unexpected("on logout, the contact loader failed: the user's cached token stays until it expires "
+                           f"(at most {self._cache_timeout} s)", exc)
             return
         if contact:
             key = self.cache_key(contact, api_key)

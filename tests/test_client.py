@@ -137,12 +137,23 @@ def test_repr_and_errors_hold_no_key(client: EsputnikClient, upstream: responses
     assert "key-123" not in str(info.value)
 
 
-def test_one_session_is_reused(client: EsputnikClient, upstream: responses.RequestsMock) -> None:
-    upstream.post(TOKEN, json={"token": "t"})
-    session = client.session
-    client.contact_token(Contact(email="a@b.co"))
-    client.contact_token(Contact(email="a@b.co"))
-    assert client.session is session
+def test_one_connection_is_kept_alive() -> None:
+    """Three calls against a real local server: one TCP connection (a session per call would open three)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from fake_esputnik import FakeEsputnik
+
+    with FakeEsputnik() as fake:
+        client = EsputnikClient("k", fake.api_url)
+        try:
+            for _ in range(3):
+                assert client.contact_token(Contact(email="a@b.co")).startswith("esk.")
+        finally:
+            client.close()
+        stats = fake.stats()
+    assert (stats["requests"], stats["connections"]) == (3, 1)
 
 
 # -- the time budget against real sockets ---------------------------------------------------

@@ -96,27 +96,34 @@ def test_missing_required_keys() -> None:
         FlaskAppInbox(app)
 
 
-@pytest.mark.parametrize("key,value", [
-    ("APPINBOX_SITE_ID", "0A1B2C3D4E5F60718293A4B5C6D7E8F9"),
-    ("APPINBOX_SITE_ID", "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"),
-    ("APPINBOX_LANGUAGE", "uk"),
-    ("APPINBOX_LANGUAGE", "pt_BR"),
-    ("APPINBOX_LANGUAGE", "pt-BR"),
-    ("APPINBOX_LANGUAGE", "zh-Hant-TW"),
-    ("APPINBOX_LANGUAGE", lambda: "de"),
-    ("APPINBOX_RECOMS", True),
-    ("APPINBOX_TRACKING", False),
-    ("APPINBOX_SCRIPT_URL", "/static/es.js"),
-    ("APPINBOX_SCRIPT_URL", "https://cdn.example/{site_id}.js"),
-    ("APPINBOX_URL_PREFIX", "/"),
-    ("APPINBOX_TIMEOUT", 1),
-    ("APPINBOX_RETRIES", 0),
-    ("APPINBOX_BACKOFF_CAP", 0),
-    ("APPINBOX_TOKEN_CACHE_TTL", 30.5),
-    ("APPINBOX_API_KEY", 1234567890),  # from_prefixed_env() makes all-digit values ints
+@pytest.mark.parametrize("key,value,attribute,expected", [
+    ("APPINBOX_SITE_ID", "0A1B2C3D4E5F60718293A4B5C6D7E8F9", "site_id", "0A1B2C3D4E5F60718293A4B5C6D7E8F9"),
+    ("APPINBOX_SITE_ID", "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9", "site_id", "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"),
+    ("APPINBOX_LANGUAGE", "uk", "language", "uk"),
+    ("APPINBOX_LANGUAGE", "pt_BR", "language", "pt"),
+    ("APPINBOX_LANGUAGE", "pt-BR", "language", "pt"),
+    ("APPINBOX_LANGUAGE", "zh-Hant-TW", "language", "zh"),
+    ("APPINBOX_RECOMS", True, "recoms", True),
+    ("APPINBOX_TRACKING", False, "tracking", False),
+    ("APPINBOX_SCRIPT_URL", "/static/es.js", "script_url", "/static/es.js"),
+    ("APPINBOX_SCRIPT_URL", "https://cdn.example/{site_id}.js", "script_url", "https://cdn.example/{site_id}.js"),
+    ("APPINBOX_URL_PREFIX", "/", "url_prefix", ""),
+    ("APPINBOX_URL_PREFIX", "/inbox/", "url_prefix", "/inbox"),
+    ("APPINBOX_TIMEOUT", 1, "timeout", 1.0),
+    ("APPINBOX_RETRIES", 0, "retries", 0),
+    ("APPINBOX_BACKOFF_CAP", 0, "backoff_cap", 0.0),
+    ("APPINBOX_TOKEN_CACHE_TTL", 30.5, "token_cache_ttl", 30.5),
+    ("APPINBOX_API_KEY", 1234567890, "api_key", "1234567890"),  # from_prefixed_env() makes all-digit values ints
 ])
-def test_good_values(key: str, value: Any) -> None:
-    make_app({key: value})
+def test_good_values(key: str, value: Any, attribute: str, expected: Any) -> None:
+    settings = make_app({key: value}).extensions["appinbox"].settings
+    assert getattr(settings, attribute) == expected
+    assert type(getattr(settings, attribute)) is type(expected)
+
+
+def test_a_language_callable_is_kept() -> None:
+    pick = lambda: "de"  # noqa: E731
+    assert make_app({"APPINBOX_LANGUAGE": pick}).extensions["appinbox"].settings.language is pick
 
 
 def test_from_prefixed_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -313,8 +313,20 @@ def test_shared_cache_across_two_app_instances(kind: str, tmp_path: Any, upstrea
     assert two.test_client(user=USERS["1"]).post("/appinbox/token", json={"renew": True}).json == {"token": "renewed"}
     assert one.test_client(user=USERS["1"]).post("/appinbox/token").json == {"token": "renewed"}
     assert len(fake.token_requests) == 2
-    keys = list(cache._cache) if kind == "simple" else [p.name for p in tmp_path.iterdir()]
-    assert keys and all("alice" not in k for k in keys)  # keys are digests, not emails
+    # The one entry is stored under a digest of the account and the contact, not under the email.
+    import re
+    from pathlib import Path
+
+    from flask_appinbox import Contact
+
+    key = one.extensions["appinbox"].cache_key(Contact(email="alice@example.com"), API_KEY)
+    assert re.fullmatch(r"appinbox:[0-9a-f]{64}", key)
+    assert cache.get(key) == "renewed"
+    if kind == "simple":
+        assert list(cache._cache) == [key]
+    else:
+        count_file = Path(cache._get_filename(cache._fs_count_file)).name  # cachelib's own bookkeeping
+        assert {p.name for p in tmp_path.iterdir()} - {count_file} == {Path(cache._get_filename(key)).name}
 
 
 def test_shared_cache_needs_a_ttl_and_the_right_shape() -> None:

@@ -66,15 +66,36 @@ def test_breaker_states_and_timing() -> None:
                        ("open", "half_open"), ("half_open", "closed")]
 
 
-def crowd(n: int, fn: Any, gate: threading.Event) -> None:
-    """Run ``fn`` in ``n`` threads at once; open ``gate`` once they are all waiting on it."""
+def crowd(n: int, fn: Any) -> None:
+    """Run ``fn`` in ``n`` threads at once and wait for them."""
     threads = [threading.Thread(target=fn) for _ in range(n)]
     for t in threads:
         t.start()
-    time.sleep(1.0)  # every thread is waiting by then, also on a loaded machine
-    gate.set()
     for t in threads:
-        t.join()
+        t.join(10)
+
+
+class CountingLock:
+    """Stands in for a SingleFlight's lock: counts the callers that have come in, so that the
+    leader's call can wait until every other caller has found its flight (no sleep as a barrier)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen = threading.Condition()
+        self.entered = 0
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        with self._seen:
+            self.entered += 1
+            self._seen.notify_all()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def wait_for(self, n: int) -> None:
+        with self._seen:
+            assert self._seen.wait_for(lambda: self.entered >= n, 5), f"{self.entered} of {n} callers came in"
 
 
 def _capture(fn: Any, into: list[BaseException]) -> None:
@@ -257,29 +278,32 @@ def test_bulkhead_through_the_endpoint(upstream: responses.RequestsMock) -> None
 
 def test_single_flight_shares_one_call() -> None:
     flights = SingleFlight()
+    flights._lock = lock = CountingLock()  # type: ignore[assignment]
     calls = []
-    gate = threading.Event()
 
     def fetch() -> str:
         calls.append(1)
-        gate.wait(5)
+        lock.wait_for(8)  # all 8 callers are in: the other 7 found this flight
         return "shared"
 
     results: list[str] = []
-    crowd(8, lambda: results.append(flights.do("k", fetch, wait=5)), gate)
+    crowd(8, lambda: results.append(flights.do("k", fetch, wait=5)))
     assert results == ["shared"] * 8 and len(calls) == 1
 
 
 def test_single_flight_shares_the_failure() -> None:
     flights = SingleFlight()
-    gate = threading.Event()
+    flights._lock = lock = CountingLock()  # type: ignore[assignment]
+    calls = []
 
     def fetch() -> str:
-        gate.wait(5)
+        calls.append(1)
+        lock.wait_for(4)
         raise UpstreamBusy("busy", retry_after=1)
 
     errors: list[BaseException] = []
-    crowd(4, lambda: _capture(lambda: flights.do("k", fetch, wait=5), errors), gate)
+    crowd(4, lambda: _capture(lambda: flights.do("k", fetch, wait=5), errors))
+    assert len(calls) == 1
     assert len(errors) == 4 and all(isinstance(e, UpstreamBusy) for e in errors)
     assert len({id(e) for e in errors}) == 4  # each thread raised its own object (and traceback)
     assert {(str(e), e.retry_after) for e in errors} == {("busy", 1)}
@@ -287,15 +311,16 @@ def test_single_flight_shares_the_failure() -> None:
 
 def test_concurrent_first_calls_for_one_contact_cost_one_upstream_call(upstream: responses.RequestsMock) -> None:
     app = make_app({"APPINBOX_TOKEN_CACHE_TTL": 60})
-    gate = threading.Event()
+    flights = app.extensions["appinbox"].flights
+    flights._lock = lock = CountingLock()
 
     def slow(request: Any) -> tuple[int, dict[str, str], str]:
-        gate.wait(5)
+        lock.wait_for(6)  # every request has reached the single flight
         return 200, {}, '{"token": "one"}'
 
     upstream.add_callback(responses.POST, TOKEN_URL, callback=slow)
     results: list[Any] = []
-    crowd(6, lambda: results.append(app.test_client(user=USERS["1"]).post("/appinbox/token").json), gate)
+    crowd(6, lambda: results.append(app.test_client(user=USERS["1"]).post("/appinbox/token").json))
     assert results == [{"token": "one"}] * 6
     assert len(upstream.calls) == 1
 

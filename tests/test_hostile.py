@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import responses
 from conftest import TOKEN_URL, USERS, make_app
 from flask import Flask
@@ -341,7 +342,8 @@ LOADER_APP = fuzz_app({"PROPAGATE_EXCEPTIONS": False}, loader=lambda user: CURRE
 @given(result=loader_results, renew=st.booleans())
 def test_any_contact_value_is_normalised_or_refused(result: tuple[str, Any], renew: bool) -> None:
     loader = CURRENT[0] = make_loader(*result)
-    # What the endpoint should do, by the contact rules themselves.
+    # The endpoint agrees with Contact for any value (never a 500, never a malformed body); what Contact's
+    # rules are is checked against values worked out by hand, below and in test_contact.py.
     try:
         expected: Contact | None | type[Exception] = Contact.from_value(loader(USERS["1"]))
     except ValueError:
@@ -364,6 +366,33 @@ def test_any_contact_value_is_normalised_or_refused(result: tuple[str, Any], ren
     else:  # None, an empty contact or a malformed value
         assert (response.status_code, response.json) == (404, {"token": "", "error": "contact_not_found"})
         assert not upstream.requests
+
+
+@pytest.mark.parametrize("returned,status,sent", [
+    ({"email": "  Alice@Example.COM\t"}, 200, {"email": "alice@example.com"}),
+    ({"phone": "+380 (50) 123-45-67"}, 200, {"phone": "380501234567"}),
+    ({"externalCustomerId": 42}, 200, {"externalCustomerId": "42"}),
+    ({"email": "a@b.co", "phone": "12345", "externalCustomerId": " u-1 "}, 200,
+     {"email": "a@b.co", "phone": "12345", "externalCustomerId": "u-1"}),
+    ({"email": "", "phone": "   ", "externalCustomerId": "x"}, 200, {"externalCustomerId": "x"}),
+    ({"email": "a@b@c"}, 404, None),
+    ({"email": "alice @example.com"}, 404, None),
+    ({"phone": "1234"}, 404, None),
+    ({"phone": "١٢٣٤٥٦٧"}, 404, None),  # digits, but not ASCII ones
+    ({"externalCustomerId": "u-1\x00"}, 404, None),
+    ({"externalCustomerId": "x" * 257}, 404, None),
+    ({"mail": "x@y.z"}, 404, None),
+    ({}, 404, None),
+    (None, 404, None),
+    ({"email": 5}, 503, None),  # not text: the loader is broken
+    (["alice@example.com"], 503, None),
+], ids=lambda v: repr(v)[:30])
+def test_contact_rules_by_hand(returned: Any, status: int, sent: dict[str, str] | None) -> None:
+    CURRENT[0] = lambda user: returned
+    with UPSTREAM.running() as upstream:
+        response = LOADER_APP.test_client(user=USERS["1"]).post("/appinbox/token")
+    assert response.status_code == status
+    assert [json.loads(r.body) for r in upstream.requests] == ([sent] if sent else [])
 
 
 @FUZZ
