@@ -78,6 +78,10 @@ class EsputnikClient:
     short, capped exponential backoff, never retries 400/401/403, and never
     takes longer than :attr:`time_budget` seconds in all. Every failure raises
     an :class:`~flask_appinbox.UpstreamError`.
+
+    ``session``: a :class:`requests.Session` of yours, used as it is and never
+    changed (the hard deadline against a trickling server needs
+    :class:`~flask_appinbox.deadline.DeadlineAdapter` mounted on it).
     """
 
     def __init__(
@@ -102,22 +106,20 @@ class EsputnikClient:
         self.backoff_cap = backoff_cap
         self.bulkhead = bulkhead
         self.breaker = breaker
-        self.session = session if session is not None else requests.Session()
-        if type(self.session.get_adapter(self.base_url)) is requests.adapters.HTTPAdapter:
-            # Room to keep a connection per concurrent call, up to the bulkhead's green-thread limit
-            # (urllib3 keeps 10 and drops the rest after each call, with a warning).
-            self.session.mount(self.base_url + "/", DeadlineAdapter(pool_maxsize=GREEN_LIMIT))
-        self.session.auth = ("flask-appinbox", api_key)
-        # requests reads proxy and CA settings from the environment on every call
-        # (walking os.environ twice); read them once here, like every other setting.
         self._send_kwargs: dict[str, Any] = {}
-        if self.session.trust_env:
-            env = self.session.merge_environment_settings(self.base_url + "/", {}, None, None, None)
+        if session is None:
+            # Our own session: connections that keep to the deadline (room for one per concurrent
+            # call, up to the green-thread bulkhead), and requests' proxy and CA settings read from
+            # the environment once, here, not on every call (requests walks os.environ twice a call).
+            session = requests.Session()
+            session.mount(self.base_url + "/", DeadlineAdapter(pool_maxsize=GREEN_LIMIT))
+            env = session.merge_environment_settings(self.base_url + "/", {}, None, None, None)
             self._send_kwargs = {"proxies": env["proxies"], "verify": env["verify"]}
-            self.session.trust_env = False
-        self.session.headers.update(
-            {"Accept": "application/json", "Content-Type": "application/json", "User-Agent": USER_AGENT}
-        )
+            session.trust_env = False
+        # A session given by the caller is used as it is: the key and headers go with each request.
+        self.session = session
+        self._auth = ("flask-appinbox", api_key)
+        self._headers = {"Accept": "application/json", "Content-Type": "application/json", "User-Agent": USER_AGENT}
         self.sleep: Callable[[float], None] = time.sleep
         self.clock: Callable[[], float] = time.monotonic
 
@@ -233,8 +235,9 @@ class EsputnikClient:
         # first, however slowly the server trickles (see deadline.py).
         ends = time.monotonic() + min(timeout, deadline - self.clock())
         try:
-            with limit_until(ends), self.session.post(url, data=data, timeout=timeout, stream=True,
-                                                allow_redirects=False, **self._send_kwargs) as resp:
+            with limit_until(ends), self.session.post(url, data=data, auth=self._auth, headers=self._headers,
+                                                      timeout=timeout, stream=True, allow_redirects=False,
+                                                      **self._send_kwargs) as resp:
                 status = resp.status_code
                 if status == 200:
                     raw = _read_limited(resp)

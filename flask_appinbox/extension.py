@@ -140,7 +140,7 @@ class AppInboxState:
         else:
             if api_key is None:
                 raise ValueError("no API key for this request")
-            key, url, session = api_key, s.api_url, requests.Session()
+            key, url, session = api_key, s.api_url, None
         return EsputnikClient(key, url, timeout=s.timeout, retries=s.retries, backoff_cap=s.backoff_cap,
                               session=session, bulkhead=self.bulkhead, breaker=self.breaker)
 

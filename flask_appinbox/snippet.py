@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, g, has_request_context, request
-from flask_login.utils import _get_user  # what current_user reads, without the proxy
+from flask_login import current_user
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup, escape
 
@@ -166,7 +166,7 @@ def _logged_in(app: Flask) -> bool:
     if not hasattr(app, "login_manager"):
         _state(app).warn_once("no-login-manager", NO_LOGIN_MANAGER)
         return False
-    return bool(_get_user().is_authenticated)
+    return bool(current_user.is_authenticated)
 
 
 NO_LOGIN_MANAGER = ("Flask-AppInbox needs Flask-Login: this app has no LoginManager, so no user is ever logged in "

@@ -18,6 +18,11 @@ from .snippet import NO_LOGIN_MANAGER
 
 log = logging.getLogger("flask_appinbox")
 
+try:
+    from flask_wtf.csrf import CSRFError
+except ImportError:  # Flask-WTF is optional
+    CSRFError = None
+
 bp = Blueprint("appinbox", __name__, template_folder="templates")
 
 MAX_BODY = 1024
@@ -178,7 +183,7 @@ def _user_id(user: Any) -> str:
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> Response:
     """Keep every answer under the prefix JSON, Flask-WTF's CSRF refusal included."""
-    if type(exc).__name__ == "CSRFError":
+    if CSRFError is not None and isinstance(exc, CSRFError):
         if is_cross_site():
             return answer(403, {"error": "cross_site_request"})
         if _current_user() is None:  # an expired session takes its CSRF token with it
