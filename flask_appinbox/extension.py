@@ -67,7 +67,7 @@ class AppInboxState:
         # One bulkhead and one breaker per process, whichever account a call is for.
         app_ref = weakref.ref(app)
         self.bulkhead = Bulkhead(settings.max_concurrent)
-        self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown,
+        self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown, quiet=settings.timeout,
                                       on_change=lambda old, new: _breaker_changed(app_ref, self, new))
         self._clients: OrderedDict[str | None, EsputnikClient] = OrderedDict()
         self._clients_lock = threading.Lock()

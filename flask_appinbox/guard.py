@@ -63,10 +63,12 @@ class CircuitBreaker:
 
     It opens on either of two signs (``threshold = 0`` turns it off):
 
-    - ``threshold`` timed-out attempts in a row, nothing else between them: a
-      hang. Each timeout holds a worker for a whole ``APPINBOX_TIMEOUT``, so this
-      rule has to act within one timeout. A flaky but working eSputnik rarely
-      does it (a quarter of 30 % failures slow: 0.075⁴, once in 30,000 attempts);
+    - ``threshold`` timed-out attempts in a row, nothing else between them, and no
+      success for ``quiet`` seconds (the attempt timeout): a hang. Each timeout
+      holds a worker for a whole ``APPINBOX_TIMEOUT``, so this rule has to act
+      within about one timeout. A flaky but working eSputnik still answers
+      something every second, even when slow attempts hold every thread of a
+      worker at once and their timeouts arrive in a row;
     - at least ``failure_ratio`` of the attempts of the last ``window`` seconds
       failed (a timeout, a connection error or a 5xx), once there were
       ``min_attempts`` of them: an outage of fast failures. As in resilience4j
@@ -86,6 +88,7 @@ class CircuitBreaker:
         threshold: int,
         cooldown: float,
         *,
+        quiet: float = 0.0,
         failure_ratio: float = 0.5,
         min_attempts: int = 20,
         window: float = 5.0,
@@ -94,8 +97,10 @@ class CircuitBreaker:
     ) -> None:
         self.threshold = threshold
         self.cooldown = cooldown
+        self.quiet = quiet
         self.failure_ratio = failure_ratio
         self.min_attempts = min_attempts
+        self._last_success = -math.inf
         self.clock = clock
         self.on_change = on_change
         self._lock = threading.Lock()
@@ -176,6 +181,7 @@ class CircuitBreaker:
             return
         with self._lock:
             self._timeouts = 0
+            self._last_success = self.clock()
             if self._state == self.CLOSED:
                 self._record(False)
             elif self._state == self.HALF_OPEN or self.clock() - self._opened_at >= self.cooldown:
@@ -195,7 +201,7 @@ class CircuitBreaker:
             why = ""
             if self._state == self.HALF_OPEN:
                 why = "the trial call failed"
-            elif self._timeouts >= self.threshold:
+            elif self._timeouts >= self.threshold and self.clock() - self._last_success >= self.quiet:
                 why = f"{self._timeouts} attempts in a row timed out"
             elif attempts >= self.min_attempts and failures >= self.failure_ratio * attempts:
                 why = f"{failures} of the last {attempts} attempts failed"

@@ -352,7 +352,10 @@ def test_failing_signal_receivers_change_no_answer(upstream: responses.RequestsM
     try:
         client = app.test_client(user=USERS["1"])
         upstream.post(TOKEN_URL, json={"token": "t"})
+        clock = Clock()
+        app.extensions["appinbox"].breaker.clock = clock
         assert client.post("/appinbox/token").json == {"token": "t"}
+        clock.now += 10  # no success for longer than a timeout
         upstream.replace(responses.POST, TOKEN_URL, body=requests.exceptions.ReadTimeout("hang"))
         assert client.post("/appinbox/token").json == {"error": "upstream_timeout"}
         assert client.post("/appinbox/token").json == {"error": "upstream_unavailable"}
@@ -409,3 +412,17 @@ def test_a_full_token_cache_drops_its_oldest_in_place() -> None:
     cache.set("new", "t")
     assert cache._items is items  # no copy of 10,000 entries on every set when full
     assert cache.get(0) is None and cache.get(1) == "t1" and cache.get("new") == "t" and len(items) == 100
+
+
+def test_timeouts_in_a_row_open_only_when_nothing_succeeded_for_a_timeout() -> None:
+    """A saturated but working worker: its threads' slow attempts time out together, just after a success."""
+    clock = Clock()
+    breaker = CircuitBreaker(4, 1, quiet=1.0, clock=clock)
+    breaker.success()
+    clock.now += 0.5
+    for _ in range(8):
+        breaker.failure(timeout=True)
+    assert breaker.state == "closed"  # eSputnik answered half a second ago: not a hang
+    clock.now += 0.5
+    breaker.failure(timeout=True)  # a whole timeout without a success, and still timing out
+    assert breaker.state == "open" and breaker.reason == "9 attempts in a row timed out"

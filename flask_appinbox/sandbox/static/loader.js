@@ -9,6 +9,11 @@
  * messages and marks them read. 'init' without APP_INBOX, and every other
  * command, is tracking, which the sandbox ignores.
  *
+ * The bell sits inline, on the line of what is next to it: a #appinbox-bell
+ * that the site's CSS leaves a plain block is made inline-block (see inline()).
+ * The list opens under the bell (over it in the corner) and is kept inside the
+ * viewport, also while the window is resized (see Bell.prototype.place).
+ *
  * Message calls carry the token in an ES-TOKEN header. eSputnik answers each
  * call with the next token in an ES-TOKEN header and the script uses it; the
  * sandbox sends none, so the next call is refused with 401 and the script
@@ -30,6 +35,11 @@
   var REFRESH_MS = 60000;
   var FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
   var SVG = "http://www.w3.org/2000/svg";
+  var PANEL_WIDTH = 340; // px, narrower on a narrower viewport
+  var PANEL_HEIGHT = 440; // px at most, less when the viewport has less room
+  var PANEL_MIN_HEIGHT = 120; // px: shorter than this is no use, even if the viewport has less room
+  var GAP = 8; // px between the bell and the panel
+  var EDGE = 12; // px at least between the panel and the viewport's edges
 
   function css(element, properties) {
     for (var name in properties) {
@@ -166,20 +176,37 @@
     return this.counting;
   };
 
+  // The site's placeholder is a <div>: a block, which would break an inline row
+  // of links in two. When the site's CSS leaves it a plain block (no display of
+  // its own in a style attribute, and a computed display of "block", which is
+  // also what a flex or grid item gets) it becomes inline-block, centred on the
+  // line; "block" from a flex or grid container stays "block". A display the
+  // site chose (flex, inline, none, ...) is left alone; a site that wants a
+  // block says so with !important or a style attribute.
+  function inline(host) {
+    if (!host.style.display && window.getComputedStyle(host).display === "block") {
+      css(host, {display: "inline-block", verticalAlign: "middle"});
+    }
+  }
+
   Bell.prototype.mount = function () {
     var bell = this;
     var host = document.getElementById("appinbox-bell");
-    var corner = !host;
+    var corner = this.corner = !host;
     if (corner) {
       host = css(el("div"), {position: "fixed", right: "20px", bottom: "20px", zIndex: "2147483000"});
       document.body.appendChild(host);
+    } else {
+      inline(host);
     }
-    var root = this.root = el("div", {position: "relative", display: "inline-block", fontFamily: FONT});
+    var root = this.root = el("div", {
+      position: "relative", display: "inline-block", verticalAlign: "middle", fontFamily: FONT
+    });
     root.setAttribute("data-appinbox", "root");
 
     var button = this.button = el("button", {
       position: "relative", display: "inline-flex", alignItems: "center", justifyContent: "center",
-      width: "40px", height: "40px", padding: "0", border: "0", borderRadius: "50%", cursor: "pointer",
+      verticalAlign: "top", width: "40px", height: "40px", padding: "0", border: "0", borderRadius: "50%", cursor: "pointer",
       color: "#1f2933", background: corner ? "#ffffff" : "transparent",
       boxShadow: corner ? "0 4px 14px rgba(15, 23, 42, 0.18)" : "none"
     });
@@ -205,12 +232,11 @@
     button.appendChild(badge);
 
     var panel = this.panel = el("div", {
-      position: "absolute", right: "0", width: "340px", maxWidth: "calc(100vw - 24px)",
-      maxHeight: "440px", overflowY: "auto", background: "#ffffff", color: "#1f2933",
+      position: "absolute", right: "0", width: PANEL_WIDTH + "px", maxHeight: PANEL_HEIGHT + "px",
+      boxSizing: "border-box", overflowY: "auto", background: "#ffffff", color: "#1f2933",
       border: "1px solid #e4e7eb", borderRadius: "12px", boxShadow: "0 12px 32px rgba(15, 23, 42, 0.18)",
       font: "14px/1.45 " + FONT, textAlign: "left", zIndex: "2147483000", display: "none"
     });
-    panel.style[corner ? "bottom" : "top"] = "calc(100% + 8px)";
     panel.id = "appinbox-sandbox-panel";
     panel.setAttribute("data-appinbox", "panel");
     panel.setAttribute("role", "region");
@@ -241,6 +267,54 @@
         button.focus();
       }
     });
+    window.addEventListener("resize", function () {
+      if (bell.open) {
+        bell.place();
+      }
+    });
+  };
+
+  // The viewport's size less its scroll bars.
+  function viewport() {
+    var root = document.documentElement;
+    var standards = document.compatMode === "CSS1Compat";
+    return {
+      width: standards && root.clientWidth ? root.clientWidth : window.innerWidth,
+      height: standards && root.clientHeight ? root.clientHeight : window.innerHeight
+    };
+  }
+
+  // Puts the open panel inside the viewport. Across: its right edge under the
+  // bell's right edge; its left edge under the bell's left edge when that does
+  // not fit (a bell at the left of the page); then moved in from the viewport's
+  // edges, and narrowed to fit a narrow viewport. Down: under the bell (over it
+  // in the corner), or on the other side when that has more room and this side
+  // is too short, never taller than the room there.
+  Bell.prototype.place = function () {
+    var view = viewport();
+    var bell = this.button.getBoundingClientRect();
+    var origin = this.root.getBoundingClientRect(); // the panel's containing block
+    var width = Math.max(0, Math.min(PANEL_WIDTH, view.width - 2 * EDGE));
+    var left = bell.right - width;
+    if (left < EDGE) {
+      left = bell.left;
+    }
+    left = Math.max(EDGE, Math.min(left, view.width - EDGE - width));
+
+    var below = view.height - bell.bottom - GAP - EDGE;
+    var above = bell.top - GAP - EDGE;
+    var down = !this.corner;
+    var here = down ? below : above;
+    var there = down ? above : below;
+    if (here < PANEL_HEIGHT && there > here) {
+      down = !down;
+    }
+    var room = down ? below : above;
+    css(this.panel, {
+      left: Math.round(left - origin.left) + "px", right: "auto", width: width + "px", maxWidth: "none",
+      top: down ? "calc(100% + " + GAP + "px)" : "auto", bottom: down ? "auto" : "calc(100% + " + GAP + "px)",
+      maxHeight: Math.max(PANEL_MIN_HEIGHT, Math.min(PANEL_HEIGHT, Math.floor(room))) + "px"
+    });
   };
 
   Bell.prototype.setCount = function (count) {
@@ -258,6 +332,7 @@
     var bell = this;
     this.open = true;
     this.button.setAttribute("aria-expanded", "true");
+    this.place();
     this.panel.style.display = "block";
     this.fill([note("Loading…")]);
     this.client.call("GET", "?page=0&size=" + PAGE_SIZE).then(function (body) {
