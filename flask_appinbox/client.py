@@ -24,7 +24,7 @@ from .errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from .guard import GREEN_LIMIT, Bulkhead, CircuitBreaker
+from .guard import Bulkhead, CircuitBreaker
 
 __all__ = ["EsputnikClient"]
 
@@ -33,6 +33,7 @@ log = logging.getLogger("flask_appinbox")
 TOKEN_PATH = "/v1/auth/contact/token"  # noqa: S105 - a path, not a secret
 CONTACT_PATH = "/v1/contact"
 MAX_BODY = 64 * 1024
+POOL_SIZE = 1000  # kept-alive connections per client, at most (urllib3's default, 10, drops the rest)
 MAX_RETRY_AFTER = 86400
 USER_AGENT = f"Flask-AppInbox/{__version__} python-requests/{requests.__version__}"
 
@@ -108,11 +109,11 @@ class EsputnikClient:
         self.breaker = breaker
         self._send_kwargs: dict[str, Any] = {}
         if session is None:
-            # Our own session: connections that keep to the deadline (room for one per concurrent
-            # call, up to the green-thread bulkhead), and requests' proxy and CA settings read from
+            # Our own session: connections that keep to the deadline (room to keep one per concurrent
+            # call: a gevent worker makes hundreds), and requests' proxy and CA settings read from
             # the environment once, here, not on every call (requests walks os.environ twice a call).
             session = requests.Session()
-            session.mount(self.base_url + "/", DeadlineAdapter(pool_maxsize=GREEN_LIMIT))
+            session.mount(self.base_url + "/", DeadlineAdapter(pool_maxsize=POOL_SIZE))
             env = session.merge_environment_settings(self.base_url + "/", {}, None, None, None)
             self._send_kwargs = {"proxies": env["proxies"], "verify": env["verify"]}
             session.trust_env = False

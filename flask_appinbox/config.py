@@ -56,8 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "APPINBOX_CREATE_CONTACTS": False,
     "APPINBOX_TOKEN_CACHE_TTL": 0,
     "APPINBOX_TOKEN_CACHE": None,
-    # Outage isolation (README, "Tuning the guard"). None: 8 calls in flight per
-    # process under threads, 1000 under gevent or eventlet.
+    # Outage isolation (README, "Tuning the guard"). None: no limit of its own; the
+    # worker's threads (or gevent's connections) bound the calls in flight.
     "APPINBOX_MAX_CONCURRENT": None,
     # Timed-out attempts in a row that open the breaker (a hang); a failure ratio
     # of 50 % over 5 s also opens it (an outage). A short cool-down finds a

@@ -66,7 +66,7 @@ class AppInboxState:
         self.per_request = callable(settings.api_key) or callable(settings.site_id)
         # One bulkhead and one breaker per process, whichever account a call is for.
         app_ref = weakref.ref(app)
-        self.bulkhead = Bulkhead(settings.max_concurrent)
+        self.bulkhead = Bulkhead(settings.max_concurrent) if settings.max_concurrent else None
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown, quiet=settings.timeout,
                                       on_change=lambda old, new: _breaker_changed(app_ref, self, new))
         self._clients: OrderedDict[str | None, EsputnikClient] = OrderedDict()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import collections
 import logging
 import math
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,29 +14,15 @@ from contextlib import contextmanager
 
 from .errors import UpstreamBusy, UpstreamUnavailable, log_unexpected
 
-__all__ = ["Bulkhead", "CircuitBreaker", "green"]
+__all__ = ["Bulkhead", "CircuitBreaker"]
 
 log = logging.getLogger("flask_appinbox")
 
-#: The bulkhead's limit when none is set: under threads, a slow eSputnik must not hold
-#: every thread of a worker; a green thread costs next to nothing, so there it only
-#: bounds what one process asks of eSputnik at once.
-THREADED_LIMIT, GREEN_LIMIT = 8, 1000
-
-
-def green() -> bool:
-    """Whether gevent or eventlet has patched ``socket`` (their workers do, before or after our import)."""
-    return socket.socket.__module__ != "socket"
-
-
 class Bulkhead:
-    """At most ``limit`` calls at once; a call beyond that fails at once with :class:`UpstreamBusy`.
+    """At most ``limit`` calls at once; a call beyond that fails at once with :class:`UpstreamBusy`."""
 
-    ``limit=None``: :data:`THREADED_LIMIT` under threads, :data:`GREEN_LIMIT` under gevent or eventlet.
-    """
-
-    def __init__(self, limit: int | None = None, *, retry_after: int = 1) -> None:
-        if limit is not None and limit < 1:
+    def __init__(self, limit: int, *, retry_after: int = 1) -> None:
+        if limit < 1:
             raise ValueError("a bulkhead needs a limit of at least 1")
         self.limit = limit
         self.retry_after = retry_after
@@ -46,10 +31,9 @@ class Bulkhead:
 
     @contextmanager
     def slot(self) -> Iterator[None]:
-        limit = self.limit or (GREEN_LIMIT if green() else THREADED_LIMIT)
         with self._lock:
-            if self.in_flight >= limit:
-                raise UpstreamBusy(f"{limit} upstream calls already in flight", retry_after=self.retry_after)
+            if self.in_flight >= self.limit:
+                raise UpstreamBusy(f"{self.limit} upstream calls already in flight", retry_after=self.retry_after)
             self.in_flight += 1
         try:
             yield

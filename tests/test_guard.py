@@ -237,18 +237,6 @@ def test_bulkhead_limits_calls_in_flight() -> None:
         assert bulkhead.in_flight == 1
 
 
-def test_bulkhead_sizes_itself_for_threads() -> None:
-    from flask_appinbox.guard import THREADED_LIMIT, green
-
-    assert not green()  # gevent and eventlet: tests/shapes/test_green.py
-    bulkhead = Bulkhead()
-    slots = [bulkhead.slot() for _ in range(THREADED_LIMIT + 1)]
-    for slot in slots[:-1]:
-        slot.__enter__()
-    with pytest.raises(UpstreamBusy):
-        slots[-1].__enter__()
-
-
 def test_bulkhead_through_the_endpoint(upstream: responses.RequestsMock) -> None:
     app = make_app({"APPINBOX_MAX_CONCURRENT": 2})
     entered = threading.Semaphore(0)
