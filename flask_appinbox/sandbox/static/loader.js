@@ -177,12 +177,12 @@
   };
 
   // The site's placeholder is a <div>: a block, which would break an inline row
-  // of links in two. When the site's CSS leaves it a plain block (no display of
-  // its own in a style attribute, and a computed display of "block", which is
-  // also what a flex or grid item gets) it becomes inline-block, centred on the
-  // line; "block" from a flex or grid container stays "block". A display the
-  // site chose (flex, inline, none, ...) is left alone; a site that wants a
-  // block says so with !important or a style attribute.
+  // of links in two. When it is still a plain block (no display in its style
+  // attribute, and a computed display of "block") it becomes inline-block,
+  // centred on the line. As a flex or grid item it is laid out as a block all
+  // the same, so nothing changes there. A display that the site's CSS chose
+  // (flex, inline, none, ...) is left alone; a site that wants a block after all
+  // says so with !important or in the element's style attribute.
   function inline(host) {
     if (!host.style.display && window.getComputedStyle(host).display === "block") {
       css(host, {display: "inline-block", verticalAlign: "middle"});
@@ -206,8 +206,8 @@
 
     var button = this.button = el("button", {
       position: "relative", display: "inline-flex", alignItems: "center", justifyContent: "center",
-      verticalAlign: "top", width: "40px", height: "40px", padding: "0", border: "0", borderRadius: "50%", cursor: "pointer",
-      color: "#1f2933", background: corner ? "#ffffff" : "transparent",
+      verticalAlign: "top", width: "40px", height: "40px", padding: "0", border: "0", borderRadius: "50%",
+      cursor: "pointer", color: "#1f2933", background: corner ? "#ffffff" : "transparent",
       boxShadow: corner ? "0 4px 14px rgba(15, 23, 42, 0.18)" : "none"
     });
     button.type = "button";
