@@ -2,25 +2,18 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from .client import time_budget
 from .contact import Contact
 from .errors import ConfigurationError, UpstreamError
-from .snippet import resolve_language
-
-if TYPE_CHECKING:
-    from .extension import AppInboxState
+from .snippet import render_script
+from .web import state
 
 appinbox_cli = AppGroup("appinbox", help="eSputnik App Inbox: check the setup, print the snippet.")
-
-
-def _state() -> AppInboxState:
-    state: AppInboxState = current_app.extensions["appinbox"]
-    return state
 
 
 @appinbox_cli.command("check")
@@ -34,8 +27,8 @@ def check(email: str | None, phone: str | None, external_id: str | None) -> None
     2 a usage error (Click's), 3 eSputnik does not know the contact. Neither the
     API key nor the token is printed.
     """
-    state = _state()
-    s = state.settings
+    app_state = state()
+    s = app_state.settings
     try:
         contact = Contact(email=email, phone=phone, external_customer_id=external_id)
     except (TypeError, ValueError) as exc:
@@ -44,13 +37,13 @@ def check(email: str | None, phone: str | None, external_id: str | None) -> None
         raise click.UsageError("give --email, --phone or --external-id")
     where = "the sandbox" if s.sandbox else s.api_url
     click.echo(f"configuration: OK (API: {where}; timeout {s.timeout:g} s, {s.retries} retries, "
-               f"budget {s.time_budget:g} s)")
+               f"budget {time_budget(s.timeout, s.retries, s.backoff_cap):g} s)")
     with current_app.test_request_context("/"):
         try:
-            if not state.active():
+            if not app_state.active():
                 click.echo("error: App Inbox is disabled (APPINBOX_ENABLED, or no API key / site ID here)")
                 sys.exit(1)
-            token = state.client.contact_token(contact)
+            token = app_state.client.contact_token(contact)
         except ConfigurationError as exc:
             click.echo(f"error: configuration: {exc}")
             sys.exit(1)
@@ -71,21 +64,12 @@ def check(email: str | None, phone: str | None, external_id: str | None) -> None
 @click.option("--nonce", help="A CSP nonce to put on the script tags.")
 def snippet(anonymous: bool, language: str | None, nonce: str | None) -> None:
     """Print the HTML that appinbox_script() renders, for pages not rendered by Jinja."""
-    state = _state()
-    s = state.settings
     with current_app.test_request_context("/"):
         try:
-            if not state.active():
+            if not state().active():
                 click.echo("<!-- App Inbox is disabled -->")
                 return
-            html = state.snippet.render(
-                logged_in=not anonymous,
-                site_id=state.site_id() if callable(s.site_id) else None,
-                language=resolve_language(language, s) if not anonymous else "",
-                recoms=s.recoms,
-                tracking=s.tracking,
-                nonce=nonce,
-            )
+            html = render_script(logged_in=not anonymous, language=language, nonce=nonce or "")
         except (ConfigurationError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(html or "<!-- nothing for visitors: set APPINBOX_RECOMS or APPINBOX_TRACKING -->")

@@ -26,7 +26,7 @@ from .errors import (
 )
 from .guard import Bulkhead, CircuitBreaker
 
-__all__ = ["EsputnikClient"]
+__all__ = ["EsputnikClient", "time_budget"]
 
 log = logging.getLogger("flask_appinbox")
 
@@ -55,6 +55,11 @@ def parse_retry_after(value: str | None) -> int | None:
     if when.tzinfo is None:
         return None
     return max(0, min(math.ceil(when.timestamp() - time.time()), MAX_RETRY_AFTER))
+
+
+def time_budget(timeout: float, retries: int, backoff_cap: float) -> float:
+    """The longest one call may take: every attempt's timeout plus every backoff wait."""
+    return (retries + 1) * timeout + retries * backoff_cap
 
 
 class _Attempt(Exception):
@@ -107,16 +112,11 @@ class EsputnikClient:
         self.backoff_cap = backoff_cap
         self.bulkhead = bulkhead
         self.breaker = breaker
-        self._send_kwargs: dict[str, Any] = {}
         if session is None:
-            # Our own session: connections that keep to the deadline (room to keep one per concurrent
-            # call: a gevent worker makes hundreds), and requests' proxy and CA settings read from
-            # the environment once, here, not on every call (requests walks os.environ twice a call).
+            # Our own session: connections that keep to the deadline, with room to keep one
+            # per concurrent call (a gevent worker makes hundreds).
             session = requests.Session()
             session.mount(self.base_url + "/", DeadlineAdapter(pool_maxsize=POOL_SIZE))
-            env = session.merge_environment_settings(self.base_url + "/", {}, None, None, None)
-            self._send_kwargs = {"proxies": env["proxies"], "verify": env["verify"]}
-            session.trust_env = False
         # A session given by the caller is used as it is: the key and headers go with each request.
         self.session = session
         self._auth = ("flask-appinbox", api_key)
@@ -130,7 +130,7 @@ class EsputnikClient:
     @property
     def time_budget(self) -> float:
         """The longest one call may take: every attempt's timeout plus every backoff wait."""
-        return (self.retries + 1) * self.timeout + self.retries * self.backoff_cap
+        return time_budget(self.timeout, self.retries, self.backoff_cap)
 
     def close(self) -> None:
         self.session.close()
@@ -237,8 +237,7 @@ class EsputnikClient:
         ends = time.monotonic() + min(timeout, deadline - self.clock())
         try:
             with limit_until(ends), self.session.post(url, data=data, auth=self._auth, headers=self._headers,
-                                                      timeout=timeout, stream=True, allow_redirects=False,
-                                                      **self._send_kwargs) as resp:
+                                                      timeout=timeout, stream=True, allow_redirects=False) as resp:
                 status = resp.status_code
                 if status == 200:
                     raw = _read_limited(resp)

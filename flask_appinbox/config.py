@@ -294,11 +294,6 @@ class Settings:
     breaker_threshold: int
     breaker_cooldown: float
 
-    @property
-    def time_budget(self) -> float:
-        """The longest one token request may spend on eSputnik, retries and waits included."""
-        return (self.retries + 1) * self.timeout + self.retries * self.backoff_cap
-
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, language_set: bool = True) -> Settings:
         """Check every key. ``language_set=False``: the site did not set APPINBOX_LANGUAGE."""

@@ -17,7 +17,8 @@ from flask import Flask, current_app
 from flask_login import user_logged_out
 
 from .cache import SingleFlight, TokenCache
-from .client import EsputnikClient
+from .cli import appinbox_cli
+from .client import EsputnikClient, time_budget
 from .config import DEFAULTS, Settings, check_api_key, check_site_id, unread_environment
 from .contact import Contact
 from .errors import ContactNotFound, log_unexpected
@@ -55,7 +56,8 @@ class AppInboxState:
         self.flights = SingleFlight()
         self._warned: set[str] = set()
         self._forgotten: dict[str, float] = {}  # cache key -> when its user logged out
-        self._forget_for = 2 * settings.time_budget + 1  # longer than any call in flight then
+        # Longer than any call in flight at a logout.
+        self._forget_for = 2 * time_budget(settings.timeout, settings.retries, settings.backoff_cap) + 1
         self.cache: Any = None
         if settings.token_cache is not None:
             self.cache = settings.token_cache
@@ -259,8 +261,6 @@ class FlaskAppInbox:
         app.register_blueprint(bp, url_prefix=settings.url_prefix)
         app.add_template_global(appinbox_script)
         app.add_template_global(appinbox_bell)
-        from .cli import appinbox_cli
-
         app.cli.add_command(appinbox_cli)
         user_logged_out.connect(_on_logout, app, weak=False)
         # Flask-WTF's CSRFProtect: the endpoints refuse cross-site requests themselves

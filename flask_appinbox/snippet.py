@@ -6,17 +6,17 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, current_app, g, has_request_context, request
-from flask_login import current_user
+from flask import current_app, g, has_request_context, request
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup, escape
 
 from .config import normalize_language
+from .web import logged_in_user, state
 
 if TYPE_CHECKING:
     from .config import Settings
 
-__all__ = ["appinbox_script", "appinbox_bell", "Snippet", "tojs"]
+__all__ = ["appinbox_script", "appinbox_bell", "render_script", "Snippet", "tojs"]
 
 log = logging.getLogger("flask_appinbox")
 
@@ -52,26 +52,11 @@ def tojs(value: Any) -> str:
 
 
 class Snippet:
-    """The parts of the snippet that do not change per request, built once per app."""
+    """What the snippet needs of the app's settings, resolved once by ``init_app``."""
 
     def __init__(self, token_path: str, script_src: str) -> None:
         self.token_path = token_path  # without the app's SCRIPT_NAME
         self.script_src = script_src  # absolute URL, or a path without the app's SCRIPT_NAME
-        self.relative_src = script_src.startswith("/")
-        self._flags_json: dict[tuple[Any, Any, bool], str] = {}
-        self._parts: dict[tuple[Any, ...], tuple[str, str]] = {}
-
-    def flags(self, recoms: bool | None, tracking: bool | None, app_inbox: bool) -> str:
-        key = (recoms, tracking, app_inbox)
-        cached = self._flags_json.get(key)
-        if cached is None:
-            flags: dict[str, bool] = {"APP_INBOX": True} if app_inbox else {}
-            if recoms is not None:
-                flags["RECOMS"] = bool(recoms)
-            if tracking is not None:
-                flags["TRACKING"] = bool(tracking)
-            cached = self._flags_json[key] = tojs(flags)
-        return cached
 
     def render(
         self,
@@ -87,50 +72,34 @@ class Snippet:
         """The HTML; ``""`` for a visitor when neither RECOMS nor TRACKING is set."""
         if not logged_in and recoms is None and tracking is None:
             return ""
-        key = (logged_in, language, recoms, tracking, script_root, site_id)
-        parts = self._parts.get(key)
-        if parts is None:
-            parts = self._build(*key)
-            if len(self._parts) >= 256:  # many tenants or languages: start over rather than grow
-                self._parts.clear()
-            self._parts[key] = parts
-        loader, init = parts
-        attr = f' nonce="{escape(nonce)}"' if nonce else ""
-        nonce_js = tojs(nonce) if nonce else "null"
-        return f"<script{attr}>{loader}{nonce_js});</script><script{attr}>{init}</script>"
-
-    def _build(self, logged_in: bool, language: str, recoms: bool | None, tracking: bool | None,
-               script_root: str, site_id: str | None) -> tuple[str, str]:
-        """The loader up to its nonce argument, and the init call: all that does not depend on the nonce."""
         if site_id is not None and "{site_id}" in self.script_src:  # a site ID per request (tenants)
             src = self.script_src.format(site_id=site_id)
-        elif self.relative_src:
+        elif self.script_src.startswith("/"):
             src = script_root + self.script_src
         else:
             src = self.script_src
-        loader = _LOADER_HEAD % tojs(src)
-        flags = self.flags(recoms, tracking, logged_in)
-        if not logged_in:
-            return loader, f"eS('init', {flags});"
-        callback = _CALLBACK % (tojs(script_root + self.token_path), _HEADERS_JSON)
-        return loader, f"eS('init', {flags}, {{getAuthTokenCallback: {callback}, language: {tojs(language)}}});"
+        flags: dict[str, bool] = {"APP_INBOX": True} if logged_in else {}
+        if recoms is not None:
+            flags["RECOMS"] = bool(recoms)
+        if tracking is not None:
+            flags["TRACKING"] = bool(tracking)
+        if logged_in:
+            callback = _CALLBACK % (tojs(script_root + self.token_path), _HEADERS_JSON)
+            init = f"eS('init', {tojs(flags)}, {{getAuthTokenCallback: {callback}, language: {tojs(language)}}});"
+        else:
+            init = f"eS('init', {tojs(flags)});"
+        attr = f' nonce="{escape(nonce)}"' if nonce else ""
+        loader = _LOADER_HEAD % tojs(src) + (tojs(nonce) if nonce else "null")
+        return f"<script{attr}>{loader});</script><script{attr}>{init}</script>"
 
 
 _HEADERS_JSON = tojs({"Content-Type": "application/json", "Accept": "application/json"})
 
 
-def _state(app: Flask | None = None) -> Any:
-    try:
-        return (app or current_app).extensions["appinbox"]
-    except KeyError:
-        raise RuntimeError("Flask-AppInbox is not initialised on this app: call FlaskAppInbox(app) "
-                           "or appinbox.init_app(app)") from None
-
-
-def resolve_nonce(nonce: str | Callable[[], str] | None, app: Flask | None = None) -> str | None:
+def resolve_nonce(nonce: str | Callable[[], str] | None) -> str | None:
     """An explicit nonce (string or callable), else Flask-Talisman's ``csp_nonce`` when registered."""
     if nonce is None:
-        nonce = (app or current_app).jinja_env.globals.get("csp_nonce")  # type: ignore[assignment]
+        nonce = current_app.jinja_env.globals.get("csp_nonce")  # type: ignore[assignment]
     if callable(nonce):
         nonce = nonce()
     if nonce is None or nonce == "":
@@ -162,18 +131,33 @@ def _babel_locale() -> str | None:
     return str(locale) if locale is not None else None
 
 
-def _logged_in(app: Flask) -> bool:
-    if not hasattr(app, "login_manager"):
-        _state(app).warn_once("no-login-manager", NO_LOGIN_MANAGER)
-        return False
-    return bool(current_user.is_authenticated)
-
-
-NO_LOGIN_MANAGER = ("Flask-AppInbox needs Flask-Login: this app has no LoginManager, so no user is ever logged in "
-                    "and no page shows the inbox. Add LoginManager(app) with a user_loader.")
-
-
 _EMPTY = Markup("")
+
+
+def render_script(
+    *,
+    logged_in: bool,
+    language: str | Callable[[], str] | None = None,
+    recoms: bool | None = _UNSET,
+    tracking: bool | None = _UNSET,
+    nonce: str | Callable[[], str] | None = None,
+) -> str:
+    """The snippet for a visitor or a logged-in user, as :func:`appinbox_script` renders it
+    (also for ``flask appinbox snippet``); ``""`` when App Inbox is off for this request."""
+    app_state = state()
+    settings = app_state.settings
+    in_request = has_request_context()
+    if not settings.enabled or (in_request and app_state.per_request and not app_state.active()):
+        return ""
+    return app_state.snippet.render(
+        logged_in=logged_in,
+        site_id=app_state.site_id() if in_request and callable(settings.site_id) else None,
+        language=resolve_language(language, settings) if logged_in else "",
+        recoms=settings.recoms if recoms is _UNSET else recoms,
+        tracking=settings.tracking if tracking is _UNSET else tracking,
+        nonce=resolve_nonce(nonce) if in_request or nonce is not None else None,
+        script_root=request.script_root if in_request else "",
+    )
 
 
 def appinbox_script(
@@ -189,44 +173,17 @@ def appinbox_script(
     nothing when App Inbox is disabled, and nothing on a second call in the
     same request (eSputnik wants ``init`` once per page).
     """
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    state = _state(app)
-    settings = state.settings
-    if not settings.enabled:
+    if not state().settings.enabled:
         return _EMPTY
     in_request = has_request_context()
-    if in_request:
-        flask_g = g._get_current_object()
-        if getattr(flask_g, "_appinbox_script_rendered", False):
-            log.warning("appinbox_script() called twice in one request; the second call renders nothing "
-                        "(eSputnik's init must run once per page)")
-            return _EMPTY
-        if state.per_request and not state.active():
-            return _EMPTY
-    logged_in = in_request and _logged_in(app)
-    recoms = settings.recoms if recoms is _UNSET else recoms
-    tracking = settings.tracking if tracking is _UNSET else tracking
-    if not logged_in and recoms is None and tracking is None:
+    if in_request and g.get("_appinbox_script_rendered", False):
+        log.warning("appinbox_script() called twice in one request; the second call renders nothing "
+                    "(eSputnik's init must run once per page)")
         return _EMPTY
-    if not logged_in:
-        code = ""
-    elif language is None and isinstance(settings.language, str):
-        code = settings.language  # checked and reduced by init_app
-    elif language is None and settings.language is None and "babel" not in app.extensions:
-        code = "en"
-    else:
-        code = resolve_language(language, settings)
-    html = state.snippet.render(
-        logged_in=logged_in,
-        site_id=state.site_id() if in_request and callable(settings.site_id) else None,
-        language=code,
-        recoms=recoms,
-        tracking=tracking,
-        nonce=resolve_nonce(nonce, app) if in_request or nonce is not None else None,
-        script_root=request.script_root if in_request else "",
-    )
-    if in_request:
-        flask_g._appinbox_script_rendered = True
+    html = render_script(logged_in=in_request and logged_in_user() is not None, language=language,
+                         recoms=recoms, tracking=tracking, nonce=nonce)
+    if in_request and html:
+        g._appinbox_script_rendered = True
     return Markup(html)  # noqa: S704 - every value in it went through tojs() or escape()
 
 
@@ -237,8 +194,9 @@ def appinbox_bell(**attrs: Any) -> Markup:
     ``data_role="y"`` -> ``data-role="y"``; ``True`` -> a bare attribute,
     ``False``/``None`` -> left out), every value escaped.
     """
-    state = _state()
-    if not state.settings.enabled or (state.per_request and has_request_context() and not state.active()):
+    app_state = state()
+    if not app_state.settings.enabled or (app_state.per_request and has_request_context()
+                                          and not app_state.active()):
         return _EMPTY  # off, or off for this request's tenant
     merged: dict[str, Any] = {"id": "appinbox-bell"}
     for name, value in attrs.items():

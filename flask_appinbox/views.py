@@ -4,17 +4,15 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Rule
 
-from .config import DEFAULT_PORTS, parse_origin
 from .contact import Contact, InvalidContact
 from .errors import ConfigurationError, ContactNotFound, UpstreamError, log_unexpected
 from .signals import send, token_failed, token_issued
-from .snippet import NO_LOGIN_MANAGER
+from .web import answer, is_cross_site, logged_in_user, state
 
 log = logging.getLogger("flask_appinbox")
 
@@ -28,52 +26,8 @@ bp = Blueprint("appinbox", __name__, template_folder="templates")
 MAX_BODY = 1024
 
 
-def answer(status: int, body: dict[str, Any], retry_after: int | None = None) -> Response:
-    """Every answer of the endpoint: JSON, never stored by a cache."""
-    response = jsonify(body)
-    response.status_code = status
-    response.headers["Cache-Control"] = "no-store"
-    if retry_after is not None:
-        response.headers["Retry-After"] = str(retry_after)
-    return response
-
-
-def is_cross_site() -> bool:
-    """Whether this request comes from a page of another origin.
-
-    ``Sec-Fetch-Site`` decides when a browser sends it: only ``same-origin`` is
-    served. Without it, an ``Origin`` must name this host and port; its scheme
-    may be ``https`` where the app sees ``http`` (TLS ended at a proxy without
-    ProxyFix). ``APPINBOX_TRUSTED_ORIGINS`` are served either way.
-    """
-    origin = request.headers.get("Origin")
-    trusted = current_app.extensions["appinbox"].settings.trusted_origins
-    if origin is not None and parse_origin(origin.strip()) in trusted:
-        return False
-    fetch_site = request.headers.get("Sec-Fetch-Site")
-    if fetch_site is not None:
-        return fetch_site.strip().lower() != "same-origin"
-    if origin is None:
-        return False  # not a browser's cross-site request: browsers send Origin with every POST
-    theirs = parse_origin(origin.strip())
-    if theirs is None:
-        return True  # "null" (a sandboxed frame, a file) or garbage
-    scheme, host, port = theirs
-    try:
-        own = urlsplit("//" + request.host)
-        own_host, own_port = (own.hostname or "").lower(), own.port
-    except ValueError:
-        return True
-    if scheme != request.scheme and (scheme, request.scheme) != ("https", "http"):
-        return True
-    return host != own_host or port != (own_port or DEFAULT_PORTS[scheme])
-
-
 class _BadBody(Exception):
     pass
-
-
-_CALLBACK_BODIES = {b'{"renew":false}': False, b'{"renew":true}': True}
 
 
 def _renew() -> bool:
@@ -81,8 +35,6 @@ def _renew() -> bool:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise _BadBody
     raw = request.get_data(cache=False)
-    if raw in _CALLBACK_BODIES:  # what the rendered callback sends
-        return _CALLBACK_BODIES[raw]
     if len(raw) > MAX_BODY:
         raise _BadBody
     if not raw.strip():
@@ -99,20 +51,10 @@ def _renew() -> bool:
     return renew
 
 
-def _current_user() -> Any:
-    if not hasattr(current_app, "login_manager"):
-        current_app.extensions["appinbox"].warn_once("no-login-manager", NO_LOGIN_MANAGER)
-        return None
-    from flask_login import current_user
-
-    user = current_user._get_current_object()
-    return user if user is not None and user.is_authenticated else None
-
-
 def token() -> Response:
-    state = current_app.extensions["appinbox"]
+    app_state = state()
     try:
-        active = state.active()
+        active = app_state.active()
     except ConfigurationError as exc:
         log.error("Flask-AppInbox configuration for this request is wrong: %s", exc)
         return answer(503, {"error": "configuration_error"})
@@ -124,7 +66,7 @@ def token() -> Response:
         return response
     if is_cross_site():
         return answer(403, {"error": "cross_site_request"})
-    user = _current_user()
+    user = logged_in_user()
     if user is None:
         return answer(401, {"error": "unauthenticated"})
     try:
@@ -132,7 +74,7 @@ def token() -> Response:
     except _BadBody:
         return answer(400, {"error": "bad_request"})
     try:
-        contact = state.contact_for(user)
+        contact = app_state.contact_for(user)
     except ValueError as exc:
         # Our own checks name the field; any other ValueError may quote the value.
         reason = str(exc) if isinstance(exc, InvalidContact) else f"{type(exc).__name__}, message withheld"
@@ -144,12 +86,12 @@ def token() -> Response:
         log_unexpected("the contact loader failed", exc)
         return _failed(user, None, 503, "contact_unavailable", exc)
     if not contact:
-        state.warn_once("no-contact", "user %r has no contact, so App Inbox has no token for them (404): "
+        app_state.warn_once("no-contact", "user %r has no contact, so App Inbox has no token for them (404): "
                         "the default contact loader reads the user's email, phone and external_customer_id; "
                         "write an @appinbox.contact_loader for other attributes. Logged once.", _user_id(user))
         return _failed(user, None, 404, ContactNotFound.error, None, {"token": ""})
     try:
-        value, cached = state.issue_token(contact, renew=renew)
+        value, cached = app_state.issue_token(contact, renew=renew)
     except ContactNotFound as exc:
         return _failed(user, contact, 404, exc.error, exc, {"token": ""})
     except UpstreamError as exc:
@@ -186,7 +128,7 @@ def _http_error(exc: HTTPException) -> Response:
     if CSRFError is not None and isinstance(exc, CSRFError):
         if is_cross_site():
             return answer(403, {"error": "cross_site_request"})
-        if _current_user() is None:  # an expired session takes its CSRF token with it
+        if logged_in_user() is None:  # an expired session takes its CSRF token with it
             return answer(401, {"error": "unauthenticated"})
         return answer(403, {"error": "csrf_failed"})
     code = exc.code or 500

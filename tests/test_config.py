@@ -155,7 +155,7 @@ def test_sandbox_makes_key_and_site_optional() -> None:
 
 def test_time_budget() -> None:
     app = make_app({"APPINBOX_TIMEOUT": 2, "APPINBOX_RETRIES": 3, "APPINBOX_BACKOFF_CAP": 0.5})
-    assert app.extensions["appinbox"].settings.time_budget == 4 * 2 + 3 * 0.5
+    assert app.extensions["appinbox"].client.time_budget == 4 * 2 + 3 * 0.5
 
 
 @pytest.mark.parametrize("value", [

@@ -44,7 +44,6 @@ from flask import (
     Response,
     abort,
     current_app,
-    jsonify,
     redirect,
     render_template,
     request,
@@ -52,7 +51,7 @@ from flask import (
     url_for,
 )
 
-from ..views import is_cross_site
+from ..web import answer, is_cross_site, logged_in_user, state
 from .store import MAX_LINK, MAX_TEXT, MAX_TITLE, SandboxStore, identifiers
 
 MAX_PAGE_SIZE = 100
@@ -64,13 +63,6 @@ sandbox_bp = Blueprint("appinbox_sandbox", __name__, static_folder="static",
 
 def store() -> SandboxStore:
     return current_app.extensions["appinbox_sandbox"]  # type: ignore[no-any-return]
-
-
-def _json(status: int, body: Any) -> Response:
-    response = jsonify(body)
-    response.status_code = status
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def _authorised() -> bool:
@@ -95,21 +87,21 @@ def _contact_ids(body: Any) -> list[str] | None:
 def api_token() -> Response:
     """eSputnik's ``POST /v1/auth/contact/token``: ``{"token": ""}`` for an unknown contact."""
     if not _authorised():
-        return _json(401, {"error": "unauthorized"})
+        return answer(401, {"error": "unauthorized"})
     ids = _contact_ids(request.get_json(silent=True))
     if ids is None:
-        return _json(400, {"error": "email, phone or externalCustomerId is required"})
-    return _json(200, {"token": store().issue(ids)})
+        return answer(400, {"error": "email, phone or externalCustomerId is required"})
+    return answer(200, {"token": store().issue(ids)})
 
 
 @sandbox_bp.post("/api/v1/contact")
 def api_contact() -> Response:
     """eSputnik's ``POST /v1/contact``: makes the contact known to the sandbox."""
     if not _authorised():
-        return _json(401, {"error": "unauthorized"})
+        return answer(401, {"error": "unauthorized"})
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        return _json(400, {"error": "a JSON object is required"})
+        return answer(400, {"error": "a JSON object is required"})
     fields: dict[str, Any] = {}
     if body.get("externalCustomerId") is not None:
         fields["externalCustomerId"] = body["externalCustomerId"]
@@ -120,9 +112,9 @@ def api_contact() -> Response:
             fields["phone"] = channel.get("value")
     ids = _contact_ids(fields)
     if ids is None:
-        return _json(400, {"error": "externalCustomerId or an email/sms channel is required"})
+        return answer(400, {"error": "externalCustomerId or an email/sms channel is required"})
     store().create(ids)
-    return _json(200, {"id": abs(hash(ids[0])) % 10**9})
+    return answer(200, {"id": abs(hash(ids[0])) % 10**9})
 
 
 # -- the script and its message calls ---------------------------------------------------
@@ -142,7 +134,7 @@ def _redeem() -> str | None:
 
 
 def _invalid_token() -> Response:
-    return _json(401, {"error": "invalid_token"})
+    return answer(401, {"error": "invalid_token"})
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int | None:
@@ -162,9 +154,9 @@ def api_messages() -> Response:
     page = _int_arg("page", 0, 0, 10**6)
     size = _int_arg("size", 20, 1, MAX_PAGE_SIZE)
     if page is None or size is None:
-        return _json(400, {"error": f"page must be 0 or more and size 1 to {MAX_PAGE_SIZE}"})
+        return answer(400, {"error": f"page must be 0 or more and size 1 to {MAX_PAGE_SIZE}"})
     messages, total = store().page_of(key, page, size)
-    return _json(200, {"messages": messages, "page": page, "size": size,
+    return answer(200, {"messages": messages, "page": page, "size": size,
                        "pages": -(-total // size), "total": total})
 
 
@@ -173,7 +165,7 @@ def api_count() -> Response:
     key = _redeem()
     if key is None:
         return _invalid_token()
-    return _json(200, {"count": store().unread(key)})
+    return answer(200, {"count": store().unread(key)})
 
 
 @sandbox_bp.route("/api/v1/appinbox/messages/status", methods=["POST", "PUT"])
@@ -186,9 +178,9 @@ def api_status() -> Response:
     status = body.get("status") if isinstance(body, dict) else None
     if (not isinstance(ids, list) or len(ids) > MAX_STATUS_IDS or status not in ("READ", "UNREAD")
             or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)):
-        return _json(400, {"error": 'the body must be {"ids": [int, ...], "status": "READ" | "UNREAD"}'})
+        return answer(400, {"error": 'the body must be {"ids": [int, ...], "status": "READ" | "UNREAD"}'})
     updated = store().mark(key, ids, read=status == "READ")
-    return _json(200, {"updated": updated, "count": store().unread(key)})
+    return answer(200, {"updated": updated, "count": store().unread(key)})
 
 
 # -- the sandbox page ---------------------------------------------------------------------
@@ -202,14 +194,9 @@ def _from_this_site() -> bool:
 
 def _current_contact() -> str:
     """The first identifier of the logged-in user's contact, to fill in the form."""
-    if not hasattr(current_app, "login_manager"):
-        return ""
-    from flask_login import current_user
-
+    user = logged_in_user()
     try:
-        if not current_user.is_authenticated:
-            return ""
-        contact = current_app.extensions["appinbox"].contact_for(current_user)
+        contact = state().contact_for(user) if user is not None else None
     except Exception:
         return ""
     payload = contact.as_payload() if contact else {}
