@@ -1,13 +1,13 @@
 """What ``{{ appinbox_script() }}`` and ``{{ appinbox_bell() }}`` render."""
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flask import current_app, g, has_request_context, request
-from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup, escape
 
 from .config import normalize_language
@@ -47,8 +47,9 @@ _CALLBACK = (
 
 
 def tojs(value: Any) -> str:
-    """JSON for inside a ``<script>``: ``<``, ``>``, ``&`` and ``'`` are escaped."""
-    return str(htmlsafe_json_dumps(value))
+    """JSON for inside a ``<script>``: ``<``, ``>``, ``&`` and ``'`` are escaped (as Jinja's ``tojson``)."""
+    return (json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("'", "\\u0027"))
 
 
 class Snippet:
@@ -57,6 +58,7 @@ class Snippet:
     def __init__(self, token_path: str, script_src: str) -> None:
         self.token_path = token_path  # without the app's SCRIPT_NAME
         self.script_src = script_src  # absolute URL, or a path without the app's SCRIPT_NAME
+        self._callback = _callback(token_path)  # for an app at the root (no SCRIPT_NAME)
 
     def render(
         self,
@@ -84,7 +86,7 @@ class Snippet:
         if tracking is not None:
             flags["TRACKING"] = bool(tracking)
         if logged_in:
-            callback = _CALLBACK % (tojs(script_root + self.token_path), _HEADERS_JSON)
+            callback = _callback(script_root + self.token_path) if script_root else self._callback
             init = f"eS('init', {tojs(flags)}, {{getAuthTokenCallback: {callback}, language: {tojs(language)}}});"
         else:
             init = f"eS('init', {tojs(flags)});"
@@ -93,7 +95,8 @@ class Snippet:
         return f"<script{attr}>{loader});</script><script{attr}>{init}</script>"
 
 
-_HEADERS_JSON = tojs({"Content-Type": "application/json", "Accept": "application/json"})
+def _callback(token_url: str) -> str:
+    return _CALLBACK % (tojs(token_url), tojs({"Content-Type": "application/json", "Accept": "application/json"}))
 
 
 def resolve_nonce(nonce: str | Callable[[], str] | None) -> str | None:

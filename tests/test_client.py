@@ -247,3 +247,13 @@ def test_deadline_shortens_the_budget(upstream: responses.RequestsMock) -> None:
     with pytest.raises(UpstreamTimeout):
         c.contact_token(Contact(email="a@b.co"), deadline=99.0)
     assert not upstream.calls
+
+
+def test_environment_settings_are_read_once(monkeypatch: pytest.MonkeyPatch, upstream: responses.RequestsMock) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    c = EsputnikClient("k", BASE)
+    assert c.session.trust_env is False  # no os.environ walk per call; read once above
+    assert c._send_kwargs["proxies"] == {"https": "http://proxy.internal:3128"}
+    monkeypatch.setenv("NO_PROXY", "esputnik.test")
+    assert EsputnikClient("k", BASE)._send_kwargs["proxies"] == {}
