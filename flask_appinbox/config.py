@@ -139,11 +139,13 @@ def _http_url(config: Mapping[str, Any], key: str) -> str:
     return str(value).rstrip("/")
 
 
-def _secret(config: Mapping[str, Any], key: str, required: bool) -> str | Callable[[], str | None] | None:
+def _account(config: Mapping[str, Any], key: str, check: Callable[[Any, str, bool], str | None],
+             required: bool) -> str | Callable[[], str | None] | None:
+    """A fixed API key or site ID, checked now; a callable one is checked per request."""
     value = config[key]
     if callable(value):
         return value  # type: ignore[no-any-return]
-    return check_api_key(value, key, required)
+    return check(value, key, required)
 
 
 def check_api_key(value: Any, key: str = "APPINBOX_API_KEY", required: bool = True) -> str | None:
@@ -159,13 +161,6 @@ def check_api_key(value: Any, key: str = "APPINBOX_API_KEY", required: bool = Tr
         # Never echo the value: it is a secret.
         raise ConfigurationError(key, "must be a non-empty string of printable characters without surrounding spaces")
     return value
-
-
-def _site_id(config: Mapping[str, Any], key: str, required: bool) -> str | Callable[[], str | None] | None:
-    value = config[key]
-    if callable(value):
-        return value  # type: ignore[no-any-return]
-    return check_site_id(value, key, required)
 
 
 def check_site_id(value: Any, key: str = "APPINBOX_SITE_ID", required: bool = True) -> str | None:
@@ -302,8 +297,8 @@ class Settings:
         required = enabled and not sandbox  # switched off (a test, a staging site): no account needed
         ttl = _number(config, "APPINBOX_TOKEN_CACHE_TTL", minimum=0, maximum=86400, strict=False)
         return cls(
-            api_key=_secret(config, "APPINBOX_API_KEY", required=required),
-            site_id=_site_id(config, "APPINBOX_SITE_ID", required=required),
+            api_key=_account(config, "APPINBOX_API_KEY", check_api_key, required),
+            site_id=_account(config, "APPINBOX_SITE_ID", check_site_id, required),
             language=_language(config, "APPINBOX_LANGUAGE") if language_set else None,
             recoms=_optional_bool(config, "APPINBOX_RECOMS"),
             tracking=_optional_bool(config, "APPINBOX_TRACKING"),

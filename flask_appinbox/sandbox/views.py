@@ -157,7 +157,7 @@ def api_messages() -> Response:
         return answer(400, {"error": f"page must be 0 or more and size 1 to {MAX_PAGE_SIZE}"})
     messages, total = store().page_of(key, page, size)
     return answer(200, {"messages": messages, "page": page, "size": size,
-                       "pages": -(-total // size), "total": total})
+                        "pages": -(-total // size), "total": total})
 
 
 @sandbox_bp.get("/api/v1/appinbox/messages/count")
