@@ -319,8 +319,11 @@ def test_shared_cache_across_two_app_instances(kind: str, tmp_path: Any, upstrea
 
     from flask_appinbox import Contact
 
-    key = one.extensions["appinbox"].cache_key(Contact(email="alice@example.com"), API_KEY)
+    alice = Contact(email="alice@example.com")
+    key = one.extensions["appinbox"].cache_key(alice, API_KEY)
     assert re.fullmatch(r"appinbox:[0-9a-f]{64}", key)
+    # Another account's token for the same contact is another entry.
+    assert one.extensions["appinbox"].cache_key(alice, API_KEY + "-other") != key
     assert cache.get(key) == "renewed"
     if kind == "simple":
         assert list(cache._cache) == [key]
