@@ -186,6 +186,14 @@ def test_cli_snippet() -> None:
     assert bad.exit_code == 1 and "ISO 639-1" in bad.output
 
 
+def test_cli_snippet_takes_no_per_request_nonce() -> None:
+    # A printed snippet goes into a static page: Flask-Talisman's one-time nonce must not be in it.
+    app = make_app()
+    app.jinja_env.globals["csp_nonce"] = lambda: "one-time"
+    output = app.test_cli_runner().invoke(args=["appinbox", "snippet"]).output
+    assert "<script>" in output and "one-time" not in output and 'nonce="' not in output
+
+
 # -- Flask-Babel ------------------------------------------------------------------------------
 
 def test_language_follows_flask_babel() -> None:

@@ -231,6 +231,15 @@ def test_bell(app: Flask) -> None:
         render(app, "{{ appinbox_bell(**{'on click': 'x'}) }}")
 
 
+@pytest.mark.parametrize("value", [*HOSTILE, "it's", {"k": "a&b"}, ["<>"]])
+def test_tojs_escapes_as_jinja_tojson(value: Any) -> None:
+    from jinja2.utils import htmlsafe_json_dumps
+
+    from flask_appinbox.snippet import tojs
+
+    assert tojs(value) == str(htmlsafe_json_dumps(value))
+
+
 def test_without_the_extension_the_error_is_clear() -> None:
     app = Flask(__name__)
     with app.test_request_context():
