@@ -8,6 +8,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from .client import time_budget
+from .config import normalize_language
 from .contact import Contact
 from .errors import ConfigurationError, UpstreamError
 from .snippet import render_script
@@ -55,7 +56,11 @@ def check(email: str | None, phone: str | None, external_id: str | None) -> None
         click.echo(f"contact not found: eSputnik does not know {contact!r} "
                    "(APPINBOX_CREATE_CONTACTS = True creates contacts on first use)")
         sys.exit(3)
-    click.echo(f"contact found: eSputnik issued a token ({len(token)} characters) for {contact!r}")
+    if s.sandbox:
+        click.echo(f"contact found: the sandbox issued a token ({len(token)} characters) for {contact!r}; this "
+                   "checked the local sandbox (APPINBOX_SANDBOX), not eSputnik")
+    else:
+        click.echo(f"contact found: eSputnik issued a token ({len(token)} characters) for {contact!r}")
 
 
 @appinbox_cli.command("snippet")
@@ -64,6 +69,11 @@ def check(email: str | None, phone: str | None, external_id: str | None) -> None
 @click.option("--nonce", help="A CSP nonce to put on the script tags.")
 def snippet(anonymous: bool, language: str | None, nonce: str | None) -> None:
     """Print the HTML that appinbox_script() renders, for pages not rendered by Jinja."""
+    if language is not None:
+        try:
+            normalize_language(language)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
     with current_app.test_request_context("/"):
         try:
             if not state().active():

@@ -42,19 +42,19 @@ _TIMEOUT, _RATE_LIMITED, _FAILED = "timeout", "rate_limited", "failed"
 
 
 def parse_retry_after(value: str | None) -> int | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or ``None``."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(int(value), MAX_RETRY_AFTER)
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), at most a day;
+    ``None`` when it is neither (``"²"``, ``"-1"``, a date without a zone, 5,000 digits)."""
+    value = (value or "").strip()
+    if value.isascii() and value.isdigit():
+        return MAX_RETRY_AFTER if len(value.lstrip("0")) > 6 else min(int(value), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        seconds = when.timestamp() - time.time()
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         return None
-    return max(0, min(math.ceil(when.timestamp() - time.time()), MAX_RETRY_AFTER))
+    return max(0, min(math.ceil(seconds), MAX_RETRY_AFTER))
 
 
 def time_budget(timeout: float, retries: int, backoff_cap: float) -> float:

@@ -40,7 +40,7 @@ def unread_environment(environ: Mapping[str, str]) -> list[str]:
 DEFAULTS: dict[str, Any] = {
     "APPINBOX_API_KEY": None,
     "APPINBOX_SITE_ID": None,
-    "APPINBOX_LANGUAGE": "en",
+    "APPINBOX_LANGUAGE": None,  # Flask-Babel's locale when it is set up, else "en"
     "APPINBOX_RECOMS": None,
     "APPINBOX_TRACKING": None,
     "APPINBOX_API_URL": DEFAULT_API_URL,
@@ -200,9 +200,9 @@ def _prefix(config: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def _language(config: Mapping[str, Any], key: str) -> LanguageSetting:
+def _language(config: Mapping[str, Any], key: str) -> LanguageSetting | None:
     value = config[key]
-    if callable(value):
+    if value is None or callable(value):
         return value  # type: ignore[no-any-return]
     try:
         return normalize_language(value)
@@ -290,8 +290,8 @@ class Settings:
     breaker_cooldown: float
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], *, language_set: bool = True) -> Settings:
-        """Check every key. ``language_set=False``: the site did not set APPINBOX_LANGUAGE."""
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        """Check every key."""
         sandbox = _bool(config, "APPINBOX_SANDBOX")
         enabled = _bool(config, "APPINBOX_ENABLED")
         required = enabled and not sandbox  # switched off (a test, a staging site): no account needed
@@ -299,7 +299,7 @@ class Settings:
         return cls(
             api_key=_account(config, "APPINBOX_API_KEY", check_api_key, required),
             site_id=_account(config, "APPINBOX_SITE_ID", check_site_id, required),
-            language=_language(config, "APPINBOX_LANGUAGE") if language_set else None,
+            language=_language(config, "APPINBOX_LANGUAGE"),
             recoms=_optional_bool(config, "APPINBOX_RECOMS"),
             tracking=_optional_bool(config, "APPINBOX_TRACKING"),
             api_url=_http_url(config, "APPINBOX_API_URL"),

@@ -5,6 +5,7 @@ import hashlib
 import logging
 import math
 import os
+import sys
 import threading
 import time
 import weakref
@@ -55,6 +56,7 @@ class AppInboxState:
         self.settings = settings
         self.flights = SingleFlight()
         self._warned: set[str] = set()
+        self.warned_languages: set[str] = set()
         self._forgotten: dict[str, float] = {}  # cache key -> when its user logged out
         # Longer than any call in flight at a logout.
         self._forget_for = 2 * time_budget(settings.timeout, settings.retries, settings.backoff_cap) + 1
@@ -250,13 +252,17 @@ class FlaskAppInbox:
     def init_app(self, app: Flask) -> None:
         if "appinbox" in app.extensions:
             raise RuntimeError("Flask-AppInbox is already initialised on this app")
-        language_set = "APPINBOX_LANGUAGE" in app.config
         for key, default in DEFAULTS.items():
             app.config.setdefault(key, default)
         for name in unread_environment(os.environ):
             log.warning("the environment variable %s is not read: Flask's app.config.from_prefixed_env() reads "
                         "FLASK_%s", name, name)
-        settings = Settings.from_config(app.config, language_set=language_set)
+        settings = Settings.from_config(app.config)
+        if settings.token_cache_ttl > 0 and settings.token_cache is None and _looks_multi_process():
+            log.warning("APPINBOX_TOKEN_CACHE_TTL is set with the token cache kept per process, and this server "
+                        "runs workers in several processes: a logout drops the user's token in the process that "
+                        "handled it only. Set APPINBOX_TOKEN_CACHE to a shared cache such as "
+                        "cachelib.RedisCache(...).")
         app.extensions["appinbox"] = AppInboxState(self, app, settings)
         app.register_blueprint(bp, url_prefix=settings.url_prefix)
         app.add_template_global(appinbox_script)
@@ -268,6 +274,13 @@ class FlaskAppInbox:
         # now if CSRFProtect is already there, else before its check on each request.
         _exempt_from_csrf(app)
         app.before_request(_exempt_from_csrf)
+
+
+def _looks_multi_process() -> bool:
+    """Whether a server that forks workers runs this app: gunicorn (which sets SERVER_SOFTWARE in the
+    environment of its processes) or uwsgi. An app cannot know its worker count; one gunicorn worker
+    gets the warning too."""
+    return os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/") or "uwsgi" in sys.modules
 
 
 def _exempt_from_csrf(app: Flask | None = None) -> None:

@@ -114,13 +114,23 @@ def resolve_nonce(nonce: str | Callable[[], str] | None) -> str | None:
 
 def resolve_language(language: Any, settings: Settings) -> str:
     """An explicit code, else APPINBOX_LANGUAGE (a code or a callable), else Flask-Babel's
-    locale when the app uses it, else ``"en"``; ``ValueError`` when not a code."""
+    locale when the app uses it, else ``"en"``. A value that is not a language (a Babel
+    locale with no two-letter code such as ``fil``, user input) gives ``"en"``, with a
+    warning once per value: a page never breaks for its widget's language."""
     value = settings.language if language is None else language
     if value is None:
         value = _babel_locale() or "en"
     if callable(value):
         value = value()
-    return normalize_language(value)
+    try:
+        return normalize_language(value)
+    except ValueError:
+        warned = state().warned_languages
+        if len(warned) < 1000 and repr(value)[:100] not in warned:
+            warned.add(repr(value)[:100])
+            log.warning("App Inbox language %.100r is not a two-letter ISO 639-1 code: the widget falls back to "
+                        "'en' (logged once per value)", value)
+        return "en"
 
 
 def _babel_locale() -> str | None:

@@ -31,17 +31,21 @@ class _BadBody(Exception):
 
 
 def _renew() -> bool:
-    """``renew`` from the optional JSON body ``{"renew": true|false}``."""
+    """``renew`` from the optional JSON body ``{"renew": true|false}``.
+
+    At most ``MAX_BODY`` + 1 bytes are read, whatever ``Content-Length`` says or
+    when there is none (``Transfer-Encoding: chunked``).
+    """
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise _BadBody
-    raw = request.get_data(cache=False)
+    raw = request.stream.read(MAX_BODY + 1)
     if len(raw) > MAX_BODY:
         raise _BadBody
     if not raw.strip():
         return False
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # malformed, or nested deeper than the parser goes
         raise _BadBody from None
     if not isinstance(body, dict):
         raise _BadBody
@@ -72,7 +76,9 @@ def token() -> Response:
     try:
         renew = _renew()
     except _BadBody:
-        return answer(400, {"error": "bad_request"})
+        response = answer(400, {"error": "bad_request"})
+        response.headers["Connection"] = "close"  # the server need not read the rest of a long body
+        return response
     try:
         contact = app_state.contact_for(user)
     except ValueError as exc:

@@ -169,7 +169,29 @@ def test_cli_check_against_the_sandbox() -> None:
     FlaskAppInbox(app)
     result = app.test_cli_runner().invoke(args=["appinbox", "check", "--external-id", "42"])
     assert result.exit_code == 0, result.output
-    assert "the sandbox" in result.output
+    assert "the sandbox issued a token" in result.output
+    assert "eSputnik issued" not in result.output and "not eSputnik" in result.output
+
+
+@pytest.mark.parametrize("software,warned", [("gunicorn/23.0.0", True), (None, False)])
+def test_a_per_process_token_cache_in_a_multi_process_server_is_warned(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, software: str | None,
+        warned: bool) -> None:
+    if software is None:
+        monkeypatch.delenv("SERVER_SOFTWARE", raising=False)
+    else:
+        monkeypatch.setenv("SERVER_SOFTWARE", software)
+    make_app({"APPINBOX_TOKEN_CACHE_TTL": 60})
+    assert ("APPINBOX_TOKEN_CACHE" in caplog.text and "per process" in caplog.text) == warned
+
+
+def test_a_shared_token_cache_is_not_warned(monkeypatch: pytest.MonkeyPatch,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    from cachelib import SimpleCache
+
+    monkeypatch.setenv("SERVER_SOFTWARE", "gunicorn/23.0.0")
+    make_app({"APPINBOX_TOKEN_CACHE_TTL": 60, "APPINBOX_TOKEN_CACHE": SimpleCache()})
+    assert "per process" not in caplog.text
 
 
 def test_cli_snippet() -> None:
@@ -237,10 +259,24 @@ def test_without_flask_babel_the_default_is_en() -> None:
 
     LoginManager(fresh).user_loader(USERS.get)
     FlaskAppInbox(fresh)
-    assert fresh.config["APPINBOX_LANGUAGE"] == "en"
+    assert fresh.config["APPINBOX_LANGUAGE"] is None  # the configuration does not say "en" while Babel says "de"
     with fresh.test_request_context("/"):
         login_user(USERS["1"])
         assert 'language: "en"' in render_template_string("{{ appinbox_script() }}")
+
+
+@pytest.mark.parametrize("locale", ["fil", "ckb", "yue"])
+def test_a_babel_locale_without_a_two_letter_code_falls_back_to_en(locale: str,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from flask_babel import Babel
+
+    app = make_app()
+    Babel(app, locale_selector=lambda: locale)
+    for _ in range(3):
+        with app.test_request_context("/"):
+            login_user(USERS["1"])
+            assert 'language: "en"' in render_template_string("{{ appinbox_script() }}")
+    assert len([r for r in caplog.records if "falls back to" in r.getMessage()]) == 1
 
 
 # -- tenants ----------------------------------------------------------------------------------

@@ -257,31 +257,62 @@ def test_an_external_id_reaches_the_inbox_of_its_contact(app: Flask) -> None:
 # -- the sandbox page --------------------------------------------------------------------------
 
 
-def test_page_fills_in_the_users_contact(app: Flask, alice: Any, anon: Any) -> None:
+def test_page_fills_in_the_users_contact(app: Flask, alice: Any) -> None:
     html = alice.get("/appinbox/sandbox/").get_data(as_text=True)
     assert 'name="to" value="alice@example.com"' in html
-    assert 'name="to" value=""' in anon.get("/appinbox/sandbox/").get_data(as_text=True)
 
 
-def test_page_adds_a_message_from_this_site_only(app: Flask, anon: Any) -> None:
+def test_page_is_for_logged_in_users_only(app: Flask, alice: Any, anon: Any) -> None:
+    store = app.extensions["appinbox_sandbox"]
+    token_for(alice)  # alice's inbox now exists
+    store.inbox(store.key_for("alice@example.com"))
+    page = anon.get("/appinbox/sandbox/")
+    assert page.status_code == 401
+    assert "alice" not in page.get_data(as_text=True)
+    form = {"to": "alice@example.com", "title": "Win", "text": "x", "link": "https://evil.example/"}
+    sent = anon.post("/appinbox/sandbox/", data=form, headers={"Sec-Fetch-Site": "same-origin"})
+    assert sent.status_code == 401
+    assert all(m.title != "Win" for m in store.inbox("alice@example.com"))
+
+
+def test_page_sends_anonymous_visitors_to_the_login_page(app: Flask, anon: Any) -> None:
+    app.add_url_rule("/login", "login", lambda: "log in")
+    app.login_manager.login_view = "login"
+    page = anon.get("/appinbox/sandbox/")
+    assert page.status_code == 302
+    assert page.headers["Location"].startswith("/login")
+
+
+def test_page_shows_and_sends_to_the_users_own_inbox_only(app: Flask, alice: Any) -> None:
+    store = app.extensions["appinbox_sandbox"]
+    store.add_message("bob@example.com", "For Bob")
+    html = alice.get("/appinbox/sandbox/").get_data(as_text=True)
+    assert "bob@example.com" not in html
+    refused = alice.post("/appinbox/sandbox/", data={"to": "bob@example.com", "title": "Hi Bob"},
+                         headers={"Sec-Fetch-Site": "same-origin"})
+    assert refused.status_code == 400
+    assert [m.title for m in store.inbox("bob@example.com")][0] == "For Bob"
+
+
+def test_page_adds_a_message_from_this_site_only(app: Flask, alice: Any) -> None:
     store = app.extensions["appinbox_sandbox"]
     form = {"to": "alice@example.com", "title": "<b>Hello</b>", "text": "From the form"}
-    assert anon.post("/appinbox/sandbox/", data=form).status_code == 403  # no Origin, no Sec-Fetch-Site
-    assert anon.post("/appinbox/sandbox/", data=form, headers={"Origin": "https://evil.example"}).status_code == 403
-    assert anon.post("/appinbox/sandbox/", data=form, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
-    assert anon.post("/appinbox/sandbox/", data=form, headers={"Origin": "null"}).status_code == 403
+    assert alice.post("/appinbox/sandbox/", data=form).status_code == 403  # no Origin, no Sec-Fetch-Site
+    assert alice.post("/appinbox/sandbox/", data=form, headers={"Origin": "https://evil.example"}).status_code == 403
+    assert alice.post("/appinbox/sandbox/", data=form, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert alice.post("/appinbox/sandbox/", data=form, headers={"Origin": "null"}).status_code == 403
     assert "alice@example.com" not in store.inboxes
 
-    response = anon.post("/appinbox/sandbox/", data=form, headers={"Origin": "http://localhost"})
+    response = alice.post("/appinbox/sandbox/", data=form, headers={"Origin": "http://localhost"})
     assert response.status_code == 303
-    assert response.headers["Location"] == "/appinbox/sandbox/?sent=alice@example.com"
+    assert response.headers["Location"] == "/appinbox/sandbox/?sent=1"
     assert store.inbox("alice@example.com")[0].title == "<b>Hello</b>"
-    page = anon.get(response.headers["Location"]).get_data(as_text=True)
+    page = alice.get(response.headers["Location"]).get_data(as_text=True)
     assert "Sent to alice@example.com" in page
     assert "<td>alice@example.com</td><td>3</td><td>4</td>" in page
 
-    bad = anon.post("/appinbox/sandbox/", data={**form, "link": "javascript:alert(1)"},
-                    headers={"Sec-Fetch-Site": "same-origin"})
+    bad = alice.post("/appinbox/sandbox/", data={**form, "link": "javascript:alert(1)"},
+                     headers={"Sec-Fetch-Site": "same-origin"})
     assert bad.status_code == 400
     assert "a link must be" in bad.get_data(as_text=True)
     assert "&lt;b&gt;Hello&lt;/b&gt;" in bad.get_data(as_text=True)  # the form is filled in again, escaped

@@ -126,13 +126,24 @@ def test_language_callable_per_request() -> None:
     assert 'language: "es"' in render(app)
 
 
-@pytest.mark.parametrize("hostile", HOSTILE + ["english", "", None])
-def test_language_hostile_is_refused(app: Flask, hostile: Any) -> None:
-    with pytest.raises(ValueError, match="ISO 639-1"):
-        render(app, "{{ appinbox_script(language=lang) }}", lang=hostile or 5)
-    callable_app = make_app({"APPINBOX_LANGUAGE": lambda: hostile})
-    with pytest.raises(ValueError):
-        render(callable_app)
+@pytest.mark.parametrize("hostile", HOSTILE + ["english", "", None, "../", "en\r\nX: y", "fil", "ckb", "yue"])
+def test_a_per_request_language_that_is_not_one_falls_back_to_en(hostile: Any,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    app, other = make_app({"APPINBOX_LANGUAGE": lambda: hostile}), make_app()
+    for _ in range(2):
+        assert 'language: "en"' in render(app)
+        assert 'language: "en"' in render(other, "{{ appinbox_script(language=lang) }}", lang=hostile or 5)
+    warnings = [r for r in caplog.records if "falls back to" in r.getMessage()]
+    assert len(warnings) == 2  # once per value and app, not on every page
+    assert all(r.levelname == "WARNING" for r in warnings)
+
+
+def test_the_fallback_warnings_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    values = iter(range(10_000))
+    app = make_app({"APPINBOX_LANGUAGE": lambda: f"x{next(values)}"})
+    for _ in range(1200):
+        render(app)
+    assert 0 < len([r for r in caplog.records if "falls back to" in r.getMessage()]) <= 1000
 
 
 def test_nonce_on_every_script(app: Flask) -> None:

@@ -29,10 +29,10 @@ Under ``<prefix>/sandbox``:
     - Errors are JSON ``{"error": "..."}``: 400 for a bad body or query, 401 ``invalid_token``.
 
 ``GET /``, ``POST /``
-    A page listing the inboxes looked at so far, with a form that adds a message to one.
-    The form is refused unless the browser says it comes from this site (``Origin`` or
-    ``Sec-Fetch-Site``). Inboxes live in this process's memory, so there is no command-line
-    way to add one to a running server.
+    For logged-in users only (``login_required``: a visitor goes to the login page, or gets 401):
+    the user's own inbox and a form that adds a message to it. The form is refused unless the
+    browser says it comes from this site (``Origin`` or ``Sec-Fetch-Site``). Inboxes live in this
+    process's memory, so there is no command-line way to add one to a running server.
 """
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ from flask import (
     send_from_directory,
     url_for,
 )
+from flask_login import login_required
 
 from ..web import answer, is_cross_site, logged_in_user, state
 from .store import MAX_LINK, MAX_TEXT, MAX_TITLE, SandboxStore, identifiers
@@ -192,11 +193,10 @@ def _from_this_site() -> bool:
     return said and not is_cross_site()
 
 
-def _current_contact() -> str:
-    """The first identifier of the logged-in user's contact, to fill in the form."""
-    user = logged_in_user()
+def _own_contact() -> str:
+    """The first identifier of the logged-in user's contact (``""`` when they have none)."""
     try:
-        contact = state().contact_for(user) if user is not None else None
+        contact = state().contact_for(logged_in_user())
     except Exception:
         return ""
     payload = contact.as_payload() if contact else {}
@@ -204,8 +204,12 @@ def _current_contact() -> str:
 
 
 @sandbox_bp.route("/", methods=["GET", "POST"])
+@login_required  # type: ignore[untyped-decorator]
 def page() -> Any:
-    form = {"to": "", "title": "", "text": "", "link": ""}
+    """The logged-in user's own inbox and a form that adds a message to it: nobody else's contact
+    is shown or reachable, so a sandbox left on by mistake exposes no one."""
+    own = _own_contact()
+    form = {"to": own, "title": "", "text": "", "link": ""}
     error = None
     status = 200
     if request.method == "POST":
@@ -213,17 +217,19 @@ def page() -> Any:
             abort(403)
         form = {name: request.form.get(name, "") for name in form}
         try:
-            store().add_message(form["to"], form["title"], form["text"], form["link"] or None)
+            if not own or store().key_for(form["to"]) != store().key_for(own):
+                raise ValueError("the sandbox page sends messages to your own inbox only")
+            store().add_message(own, form["title"], form["text"], form["link"] or None)
         except (TypeError, ValueError) as exc:
             error, status = str(exc), 400
         else:
-            return redirect(url_for(".page", sent=form["to"].strip()), code=303)
-    else:
-        form["to"] = _current_contact()
+            return redirect(url_for(".page", sent=1), code=303)
+    key = store().key_for(own) if own else ""
+    inboxes = [row for row in store().summary() if row[0] == key]
     nonce = current_app.jinja_env.globals.get("csp_nonce")
     html = render_template(
-        "appinbox_sandbox/page.html", form=form, error=error, sent=request.args.get("sent"),
-        inboxes=store().summary(), nonce=nonce() if callable(nonce) else None,
+        "appinbox_sandbox/page.html", form=form, error=error, sent=own if request.args.get("sent") else None,
+        inboxes=inboxes, nonce=nonce() if callable(nonce) else None,
         max_title=MAX_TITLE, max_text=MAX_TEXT, max_link=MAX_LINK,
     )
     response = current_app.make_response((html, status))
