@@ -1,17 +1,23 @@
 """A whole site with App Inbox, in one file: the README's Quickstart.
 
-Try it without an eSputnik account (the sandbox), then log in at /login::
+Try it without an eSputnik account (the sandbox), then log in::
 
     export FLASK_APPINBOX_SANDBOX=true
-    flask --app quickstart run
+    flask --app quickstart run --debug
 
-With an account: export FLASK_APPINBOX_API_KEY and FLASK_APPINBOX_SITE_ID instead,
-and FLASK_SECRET_KEY.
+With an account, export FLASK_APPINBOX_API_KEY and FLASK_APPINBOX_SITE_ID
+instead, and in production always your own FLASK_SECRET_KEY.
 """
-import secrets
+import os
 
 from flask import Flask, redirect, render_template_string, request, url_for
-from flask_login import LoginManager, UserMixin, login_required, login_user, logout_user
+from flask_login import (
+    LoginManager,
+    UserMixin,
+    login_required,
+    login_user,
+    logout_user,
+)
 
 from flask_appinbox import Contact, FlaskAppInbox
 
@@ -22,7 +28,7 @@ class User(UserMixin):
         self.email = email
 
 
-USERS = {"1": User("1", "alice@example.com")}  # your user model and database here
+USERS = {"1": User("1", "alice@example.com")}  # your users' database
 
 login_manager = LoginManager()
 appinbox = FlaskAppInbox()
@@ -33,20 +39,26 @@ def load_user(user_id):
     return USERS.get(user_id)
 
 
+# Optional: by default user.email, .phone and .external_customer_id.
 @appinbox.contact_loader
-def contact_for(user):  # optional: by default user.email, .phone and .external_customer_id
+def contact_for(user):
     return Contact(email=user.email, external_customer_id=user.id)
 
 
 PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Shop</title></head>
+<html><head><meta charset="utf-8"><title>Shop</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+</head>
 <body>
   <header>
     <b>Shop</b> {{ appinbox_bell() }}
     {% if current_user.is_authenticated %}
-      {{ current_user.email }} <a href="{{ url_for('logout') }}">Log out</a>
+      {{ current_user.email }}
+      <a href="{{ url_for('logout') }}">Log out</a>
     {% else %}
-      <form method="post" action="{{ url_for('login') }}"><button>Log in as alice@example.com</button></form>
+      <form method="post" action="{{ url_for('login') }}">
+        <button>Log in as alice@example.com</button>
+      </form>
     {% endif %}
   </header>
   {{ appinbox_script() }}
@@ -56,8 +68,12 @@ PAGE = """<!doctype html>
 
 def create_app():
     app = Flask(__name__)
-    app.config["SECRET_KEY"] = secrets.token_hex(16)  # FLASK_SECRET_KEY replaces it: set one in production
-    app.config.from_prefixed_env()  # FLASK_APPINBOX_SANDBOX -> APPINBOX_SANDBOX, ...
+    # Fixed, so that a --debug reload keeps you logged in.
+    # In production set your own: export FLASK_SECRET_KEY=...
+    app.config["SECRET_KEY"] = os.environ.get(
+        "FLASK_SECRET_KEY", "dev-only-change-me")
+    # FLASK_APPINBOX_SANDBOX -> APPINBOX_SANDBOX, FLASK_SECRET_KEY, ...
+    app.config.from_prefixed_env()
     login_manager.init_app(app)
     appinbox.init_app(app)
 

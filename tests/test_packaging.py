@@ -34,14 +34,74 @@ def test_the_wheel_ships_the_license_and_declares_what_it_imports(wheel: Path) -
     assert test_extra == ["responses"]
 
 
-def test_the_documentation_builds_without_a_warning(tmp_path: Path) -> None:
-    """Sphinx (docs/: the README's guides, the API reference from the docstrings, the changelog), -W."""
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The documentation built as the README says, with -W: warnings are errors."""
     pytest.importorskip("sphinx")  # in the dev extra
+    out = tmp_path_factory.mktemp("html")
     done = subprocess.run([sys.executable, "-m", "sphinx", "-q", "-E", "-W", "-b", "html", str(ROOT / "docs"),
-                           str(tmp_path)], capture_output=True, text=True, timeout=300)
+                           str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    api = (tmp_path / "api.html").read_text()
+    return out
+
+
+def test_the_documentation_builds_without_a_warning(docs: Path) -> None:
+    """Sphinx (docs/: one topic a page, the API reference from the docstrings, the changelog), -W."""
+    api = (docs / "api.html").read_text()
     assert "contact_token" in api and "init_app" in api
+
+
+#: The pages a reader reaches from the index, one topic each.
+PAGES = ["usage", "configuration", "endpoint", "integrations", "deploying", "guard", "testing", "security",
+         "design", "api", "changes"]
+
+#: Every configuration key (the redesign's list; the breaker's keys are gone).
+KEYS = ["APPINBOX_API_KEY", "APPINBOX_SITE_ID", "APPINBOX_LANGUAGE", "APPINBOX_RECOMS", "APPINBOX_TRACKING",
+        "APPINBOX_API_URL", "APPINBOX_SCRIPT_URL", "APPINBOX_URL_PREFIX", "APPINBOX_TRUSTED_ORIGINS",
+        "APPINBOX_TIMEOUT", "APPINBOX_RETRIES", "APPINBOX_ENABLED", "APPINBOX_SANDBOX", "APPINBOX_SANDBOX_CONTACTS",
+        "APPINBOX_CREATE_CONTACTS", "APPINBOX_GUARD", "APPINBOX_MAX_CONCURRENT", "APPINBOX_TOKEN_CACHE_TTL",
+        "APPINBOX_TOKEN_CACHE"]
+
+#: Every error code of the token endpoint's contract.
+ERRORS = ["unauthenticated", "cross_site_request", "bad_request", "contact_not_found", "upstream_rejected",
+          "upstream_error", "upstream_rate_limited", "upstream_timeout", "upstream_busy", "upstream_unavailable"]
+
+
+def test_every_page_is_one_click_from_the_index(docs: Path) -> None:
+    index = (docs / "index.html").read_text()
+    for page in PAGES:
+        assert (docs / f"{page}.html").is_file(), page
+        assert f'href="{page}.html"' in index, page
+
+
+def test_every_key_has_its_anchor_default_and_shell_form(docs: Path) -> None:
+    import html
+    import re
+
+    page = (docs / "configuration.html").read_text()
+    for key in KEYS:
+        assert f'id="confval-{key}"' in page, key  # configuration.html#confval-APPINBOX_TIMEOUT
+        entry = page.split(f'id="confval-{key}"', 1)[1].split('id="confval-', 1)[0]
+        text = html.unescape(re.sub(r"<[^>]+>", "", entry))
+        assert "Default:" in text, key
+        if key != "APPINBOX_TOKEN_CACHE":  # an object: set in Python only, as the page says
+            assert f"export FLASK_{key}=" in text, key
+    for removed in ("APPINBOX_BACKOFF_CAP", "APPINBOX_BREAKER_THRESHOLD", "APPINBOX_BREAKER_COOLDOWN"):
+        assert removed not in page
+
+
+def test_every_error_code_is_in_the_endpoint_table_and_the_index(docs: Path) -> None:
+    page = (docs / "endpoint.html").read_text()
+    index = (docs / "genindex.html").read_text()
+    for code in ERRORS:
+        assert f'<td><p><code class="docutils literal notranslate"><span class="pre">{code}</span>' in page, code
+        assert f"{code} (error code)" in index, code
+
+
+def test_the_guard_page_shows_the_figure_and_how_to_make_it(docs: Path) -> None:
+    page = (docs / "guard.html").read_text()
+    assert "guard.png" in page and (docs / "_images" / "guard.png").is_file()
+    assert "benchmarks/guard_figure.py" in page
 
 
 def test_the_lowest_versions_run_uses_the_declared_floors() -> None:
