@@ -12,7 +12,7 @@ from .config import normalize_language
 from .contact import Contact
 from .errors import ConfigurationError, UpstreamError
 from .snippet import render_script
-from .web import state
+from .state import state
 
 appinbox_cli = AppGroup("appinbox", help="eSputnik App Inbox: check the setup, print the snippet.")
 
@@ -38,7 +38,7 @@ def check(email: str | None, phone: str | None, external_id: str | None) -> None
         raise click.UsageError("give --email, --phone or --external-id")
     where = "the sandbox" if s.sandbox else s.api_url
     click.echo(f"configuration: OK (API: {where}; timeout {s.timeout:g} s, {s.retries} retries, "
-               f"budget {time_budget(s.timeout, s.retries, s.backoff_cap):g} s)")
+               f"budget {time_budget(s.timeout, s.retries):g} s)")
     with current_app.test_request_context("/"):
         try:
             if not app_state.active():

@@ -1,306 +1,219 @@
-"""eSputnik's HTTP API, as used by App Inbox. No Flask in here."""
+"""eSputnik's HTTP API, as App Inbox uses it. No Flask in here."""
 from __future__ import annotations
 
 import email.utils
 import json
 import logging
 import math
-import random
+import threading
 import time
-from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+import traceback
+from collections.abc import Mapping
 from typing import Any
 
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from ._version import __version__
-from .config import DEFAULT_API_URL, DEFAULT_RETRY_AFTER
 from .contact import Contact
-from .deadline import DeadlineAdapter, limit_until
-from .errors import (
-    UpstreamError,
-    UpstreamRateLimited,
-    UpstreamRejected,
-    UpstreamTimeout,
-)
-from .guard import Bulkhead, CircuitBreaker
+from .errors import UpstreamBusy, UpstreamError, UpstreamRateLimited, UpstreamRejected, UpstreamTimeout
+from .guard import Guard
 
-__all__ = ["EsputnikClient", "time_budget"]
+__all__ = ["EsputnikClient", "parse_retry_after", "time_budget", "DEFAULT_API_URL"]
 
 log = logging.getLogger("flask_appinbox")
 
+DEFAULT_API_URL = "https://esputnik.com/api"
 TOKEN_PATH = "/v1/auth/contact/token"  # noqa: S105 - a path, not a secret
 CONTACT_PATH = "/v1/contact"
 MAX_BODY = 64 * 1024
-POOL_SIZE = 1000  # kept-alive connections per client, at most (urllib3's default, 10, drops the rest)
-MAX_RETRY_AFTER = 86400
+POOL_SIZE = 1000  # kept-alive connections, at most (urllib3's default, 10, drops the rest under gevent)
+BACKOFF, BACKOFF_MAX = 0.1, 1.0  # urllib3's backoff between retries: 0, 0.2, 0.4, ... seconds, at most 1
+DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER = 5, 86400
 USER_AGENT = f"Flask-AppInbox/{__version__} python-requests/{requests.__version__}"
 
-# What one attempt can end in, for choosing the final exception.
-_TIMEOUT, _RATE_LIMITED, _FAILED = "timeout", "rate_limited", "failed"
 
-
-def parse_retry_after(value: str | None) -> int | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), at most a day;
-    ``None`` when it is neither (``"²"``, ``"-1"``, a date without a zone, 5,000 digits)."""
+def parse_retry_after(value: str | None) -> int:
+    """Seconds from eSputnik's ``Retry-After`` (delta-seconds or an HTTP date) when it is sane, else
+    :data:`DEFAULT_RETRY_AFTER`; at most a day. Never raises (``"²"``, 5,000 digits, a date without a zone)."""
     value = (value or "").strip()
     if value.isascii() and value.isdigit():
         return MAX_RETRY_AFTER if len(value.lstrip("0")) > 6 else min(int(value), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(value)
-        seconds = when.timestamp() - time.time()
+        if when.tzinfo is not None:
+            return max(0, min(math.ceil(when.timestamp() - time.time()), MAX_RETRY_AFTER))
     except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0, min(math.ceil(seconds), MAX_RETRY_AFTER))
+        pass
+    return DEFAULT_RETRY_AFTER
 
 
-def time_budget(timeout: float, retries: int, backoff_cap: float) -> float:
-    """The longest one call may take: every attempt's timeout plus every backoff wait."""
-    return (retries + 1) * timeout + retries * backoff_cap
+def time_budget(timeout: float, retries: int) -> float:
+    """The longest a call takes against a server that answers slowly but steadily: every attempt's
+    timeout and every backoff (urllib3's: none before the first retry, then 0.2 s, 0.4 s, ... at most
+    1 s, each with up to 0.1 s of jitter). A server that trickles its headers holds an attempt up to
+    ``timeout`` per byte (requests' timeouts are per socket operation); the body is cut at the budget."""
+    backoffs = sum(min(BACKOFF_MAX, BACKOFF * 2.0**n + BACKOFF) for n in range(1, retries))
+    return (retries + 1) * timeout + backoffs
 
 
-class _Attempt(Exception):
-    """One failed attempt; ``retry`` says whether another may follow."""
+def _session(retries: int) -> requests.Session:
+    """A session whose adapter retries connection errors, timeouts and 5xx answers (urllib3's ``Retry``).
 
-    def __init__(self, kind: str, error: UpstreamError, *, retry: bool, wait: float | None = None) -> None:
-        super().__init__(str(error))
-        self.kind = kind
-        self.error = error
-        self.retry = retry
-        self.wait = wait
-        # What counts toward the circuit breaker: timeouts, connection errors, 5xx.
-        self.outage = kind == _TIMEOUT or (kind == _FAILED and retry)
+    A 429 is not retried: its ``Retry-After`` goes back to the browser instead of being waited out.
+    """
+    session = requests.Session()
+    retry = Retry(total=retries, allowed_methods={"POST"}, status_forcelist=range(500, 600), redirect=False,
+                  backoff_factor=BACKOFF, backoff_max=BACKOFF_MAX, backoff_jitter=BACKOFF,
+                  raise_on_status=False, respect_retry_after_header=False)
+    session.mount("http://", HTTPAdapter(max_retries=retry, pool_maxsize=POOL_SIZE))
+    session.mount("https://", HTTPAdapter(max_retries=retry, pool_maxsize=POOL_SIZE))
+    return session
 
 
 class EsputnikClient:
-    """A small client for eSputnik's contact-token API.
+    """A small client for eSputnik's contact-token API; safe to share between threads.
 
-    One client keeps one :class:`requests.Session` (keep-alive, connection
-    pooling) and is safe to share between threads. Every call has a timeout per
-    attempt, retries connection errors, timeouts, 5xx and 429 answers with a
-    short, capped exponential backoff, never retries 400/401/403, and never
-    takes longer than :attr:`time_budget` seconds in all. Every failure raises
-    an :class:`~flask_appinbox.UpstreamError`.
+    Every attempt has ``timeout`` seconds to connect and ``timeout`` per read;
+    connection errors, timeouts and 5xx answers are retried ``retries`` times
+    with urllib3's ``Retry``; 400/401/403 and 429 are not; the body is read up
+    to 64 KiB and no longer than :attr:`time_budget`. Every failure raises an
+    :class:`~flask_appinbox.UpstreamError`.
 
-    ``session``: a :class:`requests.Session` of yours, used as it is and never
-    changed (the hard deadline against a trickling server needs
-    :class:`~flask_appinbox.deadline.DeadlineAdapter` mounted on it).
+    ``guard``: a :class:`~flask_appinbox.guard.Guard` that budgets the retries and
+    refuses calls while eSputnik hangs; ``bulkhead``: a semaphore (shared by the
+    clients it bounds) without a free slot of which a call fails at once with
+    :class:`~flask_appinbox.UpstreamBusy`.
+    ``session``: a :class:`requests.Session` of yours, used as it is (its adapters decide the retries).
     """
 
-    def __init__(
-        self,
-        api_key: str,
-        base_url: str = DEFAULT_API_URL,
-        *,
-        timeout: float = 5.0,
-        retries: int = 2,
-        backoff: float = 0.1,
-        backoff_cap: float = 1.0,
-        session: requests.Session | None = None,
-        bulkhead: Bulkhead | None = None,
-        breaker: CircuitBreaker | None = None,
-    ) -> None:
+    def __init__(self, api_key: str, base_url: str = DEFAULT_API_URL, *, timeout: float = 5.0, retries: int = 2,
+                 session: requests.Session | None = None, guard: Guard | None = None,
+                 bulkhead: threading.BoundedSemaphore | None = None) -> None:
         if not api_key:
             raise ValueError("an API key is required")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.retries = retries
-        self.backoff = backoff
-        self.backoff_cap = backoff_cap
+        self.guard = guard
+        self.time_budget = time_budget(timeout, retries)
+        self.session = session or _session(retries)
+        # Calls the guard allows no retries (a probe, or while retries would only add load).
+        self._single = session or _session(0)
         self.bulkhead = bulkhead
-        self.breaker = breaker
-        self._send_kwargs: dict[str, Any] = {}
-        if session is None:
-            # Our own session: connections that keep to the deadline, with room to keep one per
-            # concurrent call (a gevent worker makes hundreds). requests' proxy and CA settings
-            # (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, ...) are read from the environment here,
-            # once, not on every call: requests walks os.environ twice a call, which cost 0.6 ms
-            # of CPU per token call under gunicorn gthread (README, "Design notes").
-            session = requests.Session()
-            session.mount(self.base_url + "/", DeadlineAdapter(pool_maxsize=POOL_SIZE))
-            env = session.merge_environment_settings(self.base_url + "/", {}, None, None, None)
-            self._send_kwargs = {"proxies": env["proxies"], "verify": env["verify"]}
-            session.trust_env = False
-        # A session given by the caller is used as it is: the key and headers go with each request.
-        self.session = session
         self._auth = ("flask-appinbox", api_key)
         self._headers = {"Accept": "application/json", "Content-Type": "application/json", "User-Agent": USER_AGENT}
-        self.sleep: Callable[[float], None] = time.sleep
-        self.clock: Callable[[], float] = time.monotonic
 
     def __repr__(self) -> str:  # never show the key
         return f"<EsputnikClient {self.base_url}>"
 
-    @property
-    def time_budget(self) -> float:
-        """The longest one call may take: every attempt's timeout plus every backoff wait."""
-        return time_budget(self.timeout, self.retries, self.backoff_cap)
-
     def close(self) -> None:
         self.session.close()
+        self._single.close()
 
-    # -- the API -----------------------------------------------------------------
-
-    def contact_token(self, contact: Contact | Mapping[str, Any], *, deadline: float | None = None) -> str:
-        """Ask eSputnik for the contact's App Inbox token; ``""`` when it does not know the contact.
-
-        ``deadline`` (a :func:`time.monotonic` value) shortens the call's budget,
-        so that several calls can share one.
-        """
-        payload = _payload(contact)
-        body = self._call(TOKEN_PATH, payload, deadline)
+    def contact_token(self, contact: Contact | Mapping[str, Any]) -> str:
+        """The contact's App Inbox token; ``""`` when eSputnik does not know the contact."""
+        body = self._call(TOKEN_PATH, _payload(contact))
         token = body.get("token") if isinstance(body, dict) else None
         if not isinstance(token, str):
-            log.warning("eSputnik POST %s answered 200 without a token string", TOKEN_PATH)
             raise UpstreamError("eSputnik's token answer has no token string", status_code=200)
         return token
 
-    def create_contact(self, contact: Contact | Mapping[str, Any], *, deadline: float | None = None) -> Any:
+    def create_contact(self, contact: Contact | Mapping[str, Any]) -> Any:
         """Create (or update) the contact in eSputnik; returns eSputnik's answer."""
         payload = _payload(contact)
         body: dict[str, Any] = {}
         if "externalCustomerId" in payload:
             body["externalCustomerId"] = payload["externalCustomerId"]
-        channels = []
-        if "email" in payload:
-            channels.append({"type": "email", "value": payload["email"]})
-        if "phone" in payload:
-            channels.append({"type": "sms", "value": payload["phone"]})
+        channels = [{"type": kind, "value": payload[field]} for field, kind in (("email", "email"), ("phone", "sms"))
+                    if field in payload]
         if channels:
             body["channels"] = channels
-        return self._call(CONTACT_PATH, body, deadline)
+        return self._call(CONTACT_PATH, body)
 
-    # -- the mechanics -------------------------------------------------------------
-
-    def _call(self, path: str, payload: dict[str, Any], deadline: float | None) -> Any:
-        guard = self.bulkhead.slot() if self.bulkhead is not None else nullcontext()
-        with guard:
+    def _call(self, path: str, payload: dict[str, Any]) -> Any:
+        if self.bulkhead is not None and not self.bulkhead.acquire(blocking=False):
+            raise UpstreamBusy("too many eSputnik calls in flight", retry_after=1)
+        try:
+            may_retry = self.guard.admit() if self.guard is not None else True
+            started = time.monotonic()
             try:
-                return self._call_with_retries(path, payload, deadline)
-            finally:
-                if self.breaker is not None:
-                    self.breaker.release()  # a half-open trial that ended without a verdict
+                attempts, body = self._post(path, payload, may_retry, started + self.time_budget)
+            except UpstreamError as exc:
+                log.warning("eSputnik POST %s failed after %d attempt(s) in %.3f s: %s (%s)", path,
+                            exc.attempts, time.monotonic() - started, exc.error, exc)
+                if self.guard is not None:  # a 4xx but 429 is an answer: eSputnik is up
+                    answered = exc.status_code is not None and 400 <= exc.status_code < 500 and exc.status_code != 429
+                    self.guard.record(exc.attempts, answered, isinstance(exc, UpstreamTimeout))
+                raise
+            log.debug("eSputnik POST %s: 200 after %d attempt(s) in %.3f s", path, attempts,
+                      time.monotonic() - started)
+            if self.guard is not None:
+                self.guard.record(attempts, True)
+            return body
+        finally:
+            if self.bulkhead is not None:
+                self.bulkhead.release()
 
-    def _call_with_retries(self, path: str, payload: dict[str, Any], limit: float | None) -> Any:
-        url = self.base_url + path
+    def _post(self, path: str, payload: dict[str, Any], may_retry: bool, deadline: float) -> tuple[int, Any]:
+        """One call, retried by the adapter: (attempts made, the JSON answer)."""
+        session = self.session if may_retry else self._single
+        attempts = self.retries + 1 if may_retry else 1  # until the answer says how many
         data = json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
-        attempts = self.retries + 1
-        start = self.clock()
-        deadline = start + self.time_budget if limit is None else min(limit, start + self.time_budget)
-        kinds: list[str] = []
-        last: _Attempt | None = None
-        for attempt in range(1, attempts + 1):
-            if self.breaker is not None:
-                self.breaker.before_call()
-            remaining = deadline - self.clock()
-            if remaining <= 0:
-                break
-            t0 = self.clock()
-            try:
-                result = self._attempt(url, data, min(self.timeout, remaining), deadline)
-            except _Attempt as failed:
-                last = failed
-                kinds.append(failed.kind)
-                log.info("eSputnik POST %s attempt %d/%d failed in %.3f s: %s",
-                         path, attempt, attempts, self.clock() - t0, failed.error)
-                if self.breaker is not None:
-                    if failed.outage:
-                        self.breaker.failure(timeout=failed.kind == _TIMEOUT)
-                    else:
-                        self.breaker.release(answered=True)
-                if not failed.retry or attempt == attempts:
-                    break
-                wait = self._backoff(attempt) if failed.wait is None else failed.wait
-                if wait > self.backoff_cap or self.clock() + wait >= deadline:
-                    break  # a longer Retry-After goes back to the browser
-                self.sleep(wait)
-                continue
-            if self.breaker is not None:
-                self.breaker.success()
-            log.debug("eSputnik POST %s attempt %d/%d: 200 in %.3f s", path, attempt, attempts, self.clock() - t0)
-            return result
-        elapsed = self.clock() - start
-        if last is None:
-            raise UpstreamTimeout(f"eSputnik call ran out of its {self.time_budget:.1f} s budget")
-        error = last.error
-        if kinds and all(k == _TIMEOUT for k in kinds) and not isinstance(error, UpstreamTimeout):
-            error = UpstreamTimeout(str(error))
-        elif kinds and not all(k == kinds[-1] for k in kinds) and not isinstance(error, UpstreamRejected):
-            error = UpstreamError(f"eSputnik failed on every attempt (last: {error})", status_code=error.status_code)
-        log.warning("eSputnik POST %s failed after %d attempt(s) in %.3f s: %s (%s)",
-                    path, len(kinds), elapsed, error.error, error)
-        raise error
-
-    def _backoff(self, attempt: int) -> float:
-        delay: float = min(self.backoff_cap, self.backoff * 2.0 ** (attempt - 1))
-        return delay * (0.5 + random.random() / 2)
-
-    def _attempt(self, url: str, data: str, timeout: float, deadline: float) -> Any:
-        # The attempt ends by its own timeout or the call's deadline, whichever comes
-        # first, however slowly the server trickles (see deadline.py).
-        ends = time.monotonic() + min(timeout, deadline - self.clock())
         try:
-            with limit_until(ends), self.session.post(url, data=data, auth=self._auth, headers=self._headers,
-                                                      timeout=timeout, stream=True, allow_redirects=False,
-                                                      **self._send_kwargs) as resp:
+            with session.post(self.base_url + path, data=data, auth=self._auth, headers=self._headers,
+                              timeout=(self.timeout, self.timeout), stream=True, allow_redirects=False) as resp:
+                attempts = len(getattr(getattr(resp.raw, "retries", None), "history", ())) + 1
                 status = resp.status_code
-                if status == 200:
-                    raw = _read_limited(resp)
-                elif status == 429:
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                    wait = None if retry_after is None else float(retry_after)
-                    error = UpstreamRateLimited(
-                        "eSputnik answered 429", status_code=429,
-                        retry_after=retry_after if retry_after is not None else DEFAULT_RETRY_AFTER)
-                    raise _Attempt(_RATE_LIMITED, error, retry=True, wait=wait)
-                elif status in (400, 401, 403):
-                    raise _Attempt(_FAILED, UpstreamRejected(f"eSputnik answered {status}", status_code=status),
-                                   retry=False)
-                elif status >= 500:
-                    raise _Attempt(_FAILED, UpstreamError(f"eSputnik answered {status}", status_code=status),
-                                   retry=True)
-                else:
-                    raise _Attempt(_FAILED, UpstreamError(f"eSputnik answered {status}", status_code=status),
-                                   retry=False)
+                if status == 429:
+                    raise _failed(UpstreamRateLimited, "eSputnik answered 429", attempts, status,
+                                  parse_retry_after(resp.headers.get("Retry-After")))
+                if status != 200:
+                    kind = UpstreamRejected if status in (400, 401, 403) else UpstreamError
+                    raise _failed(kind, f"eSputnik answered {status}", attempts, status)
+                raw = _read(resp, deadline, attempts)
         except requests.exceptions.RequestException as exc:
-            if isinstance(exc, requests.exceptions.Timeout) or _timed_out(exc):
-                raise _Attempt(_TIMEOUT, UpstreamTimeout("eSputnik did not answer in time"), retry=True) from None
-            # Connection refused or reset, a broken chunked body, DNS: the message
-            # names the host, never the key (auth never appears in it).
-            raise _Attempt(_FAILED, UpstreamError(f"cannot reach eSputnik: {type(exc).__name__}"),
-                           retry=True) from None
+            reason = getattr(exc.args[0], "reason", None) if exc.args else None
+            if isinstance(exc, requests.exceptions.Timeout) or isinstance(reason, urllib3.exceptions.TimeoutError):
+                raise _failed(UpstreamTimeout, "eSputnik did not answer in time", attempts) from None
+            # Refused, reset, DNS: the message names the exception, never the key.
+            raise _failed(UpstreamError, f"cannot reach eSputnik: {type(exc).__name__}", attempts) from None
+        except UpstreamError:
+            raise
+        except Exception as exc:  # a bug below us: its message may quote the request, so only its frames
+            log.error("eSputnik POST %s: unexpected %s (message withheld)\n%s", path, type(exc).__name__,
+                      "".join(traceback.format_tb(exc.__traceback__)).rstrip())
+            raise _failed(UpstreamError, f"unexpected {type(exc).__name__}", attempts) from None
         try:
-            return json.loads(raw)
+            return attempts, json.loads(raw)
         except ValueError:
-            raise _Attempt(_FAILED, UpstreamError("eSputnik's answer is not JSON", status_code=200),
-                           retry=False) from None
+            raise _failed(UpstreamError, "eSputnik's answer is not JSON", attempts, 200) from None
 
 
-def _timed_out(exc: BaseException) -> bool:
-    """Whether a socket timeout is behind ``exc`` (requests reports a body read's timeout as a ConnectionError)."""
-    seen: BaseException | None = exc
-    for _ in range(10):
-        if seen is None:
-            return False
-        if isinstance(seen, (TimeoutError, urllib3.exceptions.ReadTimeoutError)):
-            return True
-        inner = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
-        seen = seen.__cause__ or seen.__context__ or inner
-    return False
+def _failed(kind: type[UpstreamError], message: str, attempts: int, status: int | None = None,
+            retry_after: int | None = None) -> UpstreamError:
+    exc = kind(message, status_code=status, retry_after=retry_after)
+    exc.attempts = attempts
+    return exc
 
 
-def _read_limited(resp: requests.Response) -> bytes:
-    chunks = []
-    size = 0
-    for chunk in resp.iter_content(8192):
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise _Attempt(_FAILED, UpstreamError("eSputnik's answer is larger than 64 KiB", status_code=200),
-                           retry=False)
-        chunks.append(chunk)
+def _read(resp: requests.Response, deadline: float, attempts: int) -> bytes:
+    """The body, at most 64 KiB, read as it arrives and cut at ``deadline`` (a trickled body included)."""
+    chunks, size = [], 0
+    try:
+        while chunk := resp.raw.read1(8192, decode_content=True):
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise _failed(UpstreamError, "eSputnik's answer is larger than 64 KiB", attempts, 200)
+            if time.monotonic() > deadline:
+                raise _failed(UpstreamTimeout, "eSputnik's answer did not arrive within the time budget", attempts)
+            chunks.append(chunk)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        timed_out = isinstance(exc, (urllib3.exceptions.TimeoutError, TimeoutError))
+        raise _failed(UpstreamTimeout if timed_out else UpstreamError,
+                      f"eSputnik's answer broke off: {type(exc).__name__}", attempts) from None
     return b"".join(chunks)
 
 

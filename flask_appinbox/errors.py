@@ -1,23 +1,17 @@
 """Exceptions raised by Flask-AppInbox.
 
-Every exception shares :class:`AppInboxError`. Upstream failures carry the
-``error`` code and HTTP status the token endpoint answers with, so the mapping
-from failure to answer lives here and nowhere else.
+A failure to get a token is an :class:`~werkzeug.exceptions.HTTPException`, as
+Flask-WTF's ``CSRFError`` is: raised out of the token view, it answers the
+contract's JSON by itself, and a site that wants another answer registers
+``@app.errorhandler(UpstreamError)`` (or a subclass, or ``ContactNotFound``).
 """
 from __future__ import annotations
 
-import logging
-import traceback
+import json
+from typing import Any
 
-log = logging.getLogger("flask_appinbox")
-
-
-def log_unexpected(what: str, exc: BaseException) -> None:
-    """Log an unexpected exception with its type and traceback, but not its message:
-    a message from a database or a transport may hold personal data or the API key."""
-    frames = "".join(traceback.format_tb(exc.__traceback__))
-    log.error("%s: %s (message withheld)\nTraceback (most recent call last):\n%s",
-              what, type(exc).__qualname__, frames.rstrip())
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
 
 
 class AppInboxError(Exception):
@@ -32,62 +26,82 @@ class ConfigurationError(AppInboxError, ValueError):
         self.key = key
 
 
-class ContactNotFound(AppInboxError):
-    """eSputnik does not know the contact (it answered ``{"token": ""}``)."""
+class _Answer(AppInboxError, HTTPException):
+    """A failure that answers ``{"error": <error>}`` with ``Cache-Control: no-store``."""
 
-    status = 404
-    error = "contact_not_found"
-
-
-class UpstreamError(AppInboxError):
-    """eSputnik could not be reached or answered something unusable.
-
-    ``status`` and ``error`` are the token endpoint's answer; ``status_code`` is
-    eSputnik's HTTP status when it answered; ``retry_after`` (seconds) goes to
-    the browser as ``Retry-After``.
-    """
-
-    status = 502
+    code = 502
     error = "upstream_error"
 
-    def __init__(self, message: str, *, status_code: int | None = None, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.retry_after = retry_after
+    def __init__(self, message: str = "", *, status_code: int | None = None, retry_after: int | None = None) -> None:
+        HTTPException.__init__(self, description=message or None)
+        self.args = (message,)
+        self.status_code = status_code  # eSputnik's HTTP status, when it answered
+        self.retry_after = retry_after  # seconds, for the browser's Retry-After
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.error}
+
+    def get_response(self, environ: Any = None, scope: Any = None) -> Response:
+        response = Response(json.dumps(self.body()), self.code, mimetype="application/json")
+        response.headers["Cache-Control"] = "no-store"
+        if self.retry_after is not None:
+            response.headers["Retry-After"] = str(self.retry_after)
+        return response
+
+
+class ContactNotFound(_Answer):
+    """eSputnik does not know the contact (it answered ``{"token": ""}``), or the user has none."""
+
+    code = 404
+    error = "contact_not_found"
+
+    def body(self) -> dict[str, Any]:
+        return {"token": "", "error": self.error}
+
+
+class UpstreamError(_Answer):
+    """eSputnik could not be reached or answered something unusable (502 ``upstream_error``).
+
+    ``status_code`` is eSputnik's HTTP status when it answered; ``retry_after``
+    (seconds) goes to the browser as ``Retry-After``; ``attempts``: how many
+    attempts the call made (0: refused before any).
+    """
+
+    attempts = 0
 
 
 class UpstreamTimeout(UpstreamError):
-    """Every attempt timed out (or the call's time budget ran out)."""
+    """Every attempt timed out, or the call's time budget ran out (504)."""
 
-    status = 504
+    code = 504
     error = "upstream_timeout"
 
 
 class UpstreamRejected(UpstreamError):
-    """eSputnik refused the request (400, 401 or 403): not retried."""
+    """eSputnik refused the request (400, 401 or 403): not retried (502)."""
 
     error = "upstream_rejected"
 
 
 class UpstreamRateLimited(UpstreamError):
-    """eSputnik answered 429 on every attempt.
+    """eSputnik answered 429 (503); ``retry_after`` is its own value when sane, else a short default."""
 
-    ``retry_after`` is in whole seconds: eSputnik's own value when it sent one.
-    """
-
-    status = 503
+    code = 503
     error = "upstream_rate_limited"
 
 
 class UpstreamBusy(UpstreamError):
-    """Too many upstream calls are already in flight in this process."""
+    """``APPINBOX_MAX_CONCURRENT`` calls are already in flight in this process (503)."""
 
-    status = 503
+    code = 503
     error = "upstream_busy"
 
 
 class UpstreamUnavailable(UpstreamError):
-    """The circuit breaker is open after repeated upstream failures."""
+    """The guard refuses calls while eSputnik hangs (503)."""
 
-    status = 503
+    code = 503
     error = "upstream_unavailable"

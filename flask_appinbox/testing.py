@@ -22,8 +22,7 @@ from typing import Any
 
 import requests
 
-from .client import CONTACT_PATH, TOKEN_PATH
-from .config import DEFAULT_API_URL
+from .client import CONTACT_PATH, DEFAULT_API_URL, TOKEN_PATH
 
 try:
     import responses

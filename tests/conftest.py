@@ -47,7 +47,6 @@ def make_app(config: dict[str, Any] | None = None, extension: FlaskAppInbox | No
         SECRET_KEY="test-secret",
         APPINBOX_API_KEY=API_KEY,
         APPINBOX_SITE_ID=SITE_ID,
-        APPINBOX_BACKOFF_CAP=0.05,
     )
     app.config.update(config or {})
     app.test_client_class = FlaskLoginClient

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 from conftest import make_app
+from flask import Flask
 
 from flask_appinbox import ConfigurationError
 
@@ -57,7 +58,8 @@ from flask_appinbox import ConfigurationError
     ("APPINBOX_RETRIES", -1),
     ("APPINBOX_RETRIES", 1.5),
     ("APPINBOX_RETRIES", 50),
-    ("APPINBOX_BACKOFF_CAP", -0.1),
+    ("APPINBOX_GUARD", "sometimes"),
+    ("APPINBOX_MAX_CONCURRENT", 0),
     ("APPINBOX_ENABLED", "nope"),
     ("APPINBOX_ENABLED", None),
     ("APPINBOX_SANDBOX", 2),
@@ -66,8 +68,6 @@ from flask_appinbox import ConfigurationError
     ("APPINBOX_TOKEN_CACHE_TTL", -5),
     ("APPINBOX_TOKEN_CACHE_TTL", "60"),
     ("APPINBOX_MAX_CONCURRENT", 0),
-    ("APPINBOX_BREAKER_THRESHOLD", -1),
-    ("APPINBOX_BREAKER_COOLDOWN", 0),
     ("APPINBOX_SANDBOX_CONTACTS", "a@b.c"),
 ])
 def test_bad_values_name_the_key(key: str, value: Any) -> None:
@@ -111,7 +111,8 @@ def test_missing_required_keys() -> None:
     ("APPINBOX_URL_PREFIX", "/inbox/", "url_prefix", "/inbox"),
     ("APPINBOX_TIMEOUT", 1, "timeout", 1.0),
     ("APPINBOX_RETRIES", 0, "retries", 0),
-    ("APPINBOX_BACKOFF_CAP", 0, "backoff_cap", 0.0),
+    ("APPINBOX_GUARD", "false", "guard", False),
+    ("APPINBOX_MAX_CONCURRENT", 16, "max_concurrent", 16),
     ("APPINBOX_TOKEN_CACHE_TTL", 30.5, "token_cache_ttl", 30.5),
     ("APPINBOX_API_KEY", 1234567890, "api_key", "1234567890"),  # from_prefixed_env() makes all-digit values ints
 ])
@@ -154,8 +155,9 @@ def test_sandbox_makes_key_and_site_optional() -> None:
 
 
 def test_time_budget() -> None:
-    app = make_app({"APPINBOX_TIMEOUT": 2, "APPINBOX_RETRIES": 3, "APPINBOX_BACKOFF_CAP": 0.5})
-    assert app.extensions["appinbox"].client.time_budget == 4 * 2 + 3 * 0.5
+    app = make_app({"APPINBOX_TIMEOUT": 2, "APPINBOX_RETRIES": 3})
+    # Four attempts; urllib3's backoffs before the retries: 0, then 0.2 and 0.4 s, each with up to 0.1 s jitter.
+    assert app.extensions["appinbox"].client.time_budget == pytest.approx(4 * 2 + 0.3 + 0.5)
 
 
 @pytest.mark.parametrize("value", [
@@ -207,6 +209,30 @@ def test_unprefixed_environment_variables_are_named(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("APPINBOX_SANDBOX", "True")  # Flask reads FLASK_APPINBOX_SANDBOX, not this
     make_app()
     assert "APPINBOX_SANDBOX is not read" in caplog.text and "FLASK_APPINBOX_SANDBOX" in caplog.text
+
+
+def test_an_environment_variable_the_app_read_itself_is_not_warned(monkeypatch: pytest.MonkeyPatch,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("APPINBOX_LANGUAGE", "de")  # the demo reads plain APPINBOX_* variables itself
+    make_app({"APPINBOX_LANGUAGE": "de"})
+    assert "is not read" not in caplog.text
+
+
+@pytest.mark.parametrize("name,near", [("APIKEY", "APPINBOX_API_KEY"), ("SANBOX", "APPINBOX_SANDBOX"),
+                                       ("TIMEOUTS", "APPINBOX_TIMEOUT")])
+def test_a_misspelled_key_names_the_nearest_known_one(monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture, name: str, near: str) -> None:
+    monkeypatch.setenv(f"FLASK_APPINBOX_{name}", "x")
+    app = Flask(__name__)
+    app.config.from_prefixed_env()
+    from flask_appinbox import FlaskAppInbox
+
+    with pytest.raises(ConfigurationError) as info:  # the API key is missing: the error names the typo too
+        FlaskAppInbox(app)
+    assert f"APPINBOX_{name} is not a known key: did you mean {near}?" in str(info.value)
+    app.config.update(APPINBOX_SANDBOX=True)
+    FlaskAppInbox(app)
+    assert f"APPINBOX_{name} is not a Flask-AppInbox setting: did you mean {near}?" in caplog.text
 
 
 def test_switched_off_needs_no_account() -> None:

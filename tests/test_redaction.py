@@ -136,25 +136,31 @@ def test_fault_matrix_leaks_nothing(capture: pytest.LogCaptureFixture, name: str
     assert_clean_records(capture.records)
 
 
-def test_repeated_failures_open_the_breaker_without_leaking(capture: pytest.LogCaptureFixture) -> None:
-    app = contact_app({"APPINBOX_BREAKER_THRESHOLD": 2})
+def test_a_hang_refused_by_the_guard_leaks_nothing(capture: pytest.LogCaptureFixture) -> None:
+    app = contact_app({"APPINBOX_RETRIES": 0})
+    guard = app.extensions["appinbox"].guard
+    now = [0.0]
+    guard.clock = lambda: now[0]
     client = app.test_client(user=USERS["1"])
     with responses.RequestsMock(assert_all_requests_are_fired=False) as upstream:
-        upstream.post(TOKEN_URL, body=requests.exceptions.ConnectionError(f"reset by {API_KEY}"))
-        answers = [client.post("/appinbox/token").json for _ in range(8)]  # 3 attempts each: 20 opens it
-    assert answers[-1] == {"error": "upstream_unavailable"}
-    assert any("breaker" in r.getMessage() for r in capture.records)
+        upstream.post(TOKEN_URL, body=requests.exceptions.ReadTimeout(f"timed out, auth={API_KEY}"))
+        answers = [client.post("/appinbox/token").json for _ in range(8)]
+        now[0] += 5.0  # a second wave of timeouts, a timeout later: a hang
+        answers += [client.post("/appinbox/token").json for _ in range(2)]
+    assert answers[:9] == [{"error": "upstream_timeout"}] * 9
+    assert answers[9] == {"error": "upstream_unavailable"}
+    assert any("hangs" in r.getMessage() for r in capture.records)
     assert_clean_records(capture.records)
 
 
 def test_unexpected_exception_with_the_key_leaks_nothing(capture: pytest.LogCaptureFixture) -> None:
-    # Not a requests exception: it escapes the client and is logged with its traceback.
+    # Not a requests exception: the client logs its type and frames, not its message.
     app = contact_app()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as upstream:
         upstream.post(TOKEN_URL, body=RuntimeError(f"adapter bug, auth={API_KEY}, contact={EMAIL_NORMAL}"))
         response = app.test_client(user=USERS["1"]).post("/appinbox/token")
-    assert (response.status_code, response.json) == (503, {"error": "internal_error"})
-    assert any(r.levelno >= logging.ERROR for r in capture.records)
+    assert (response.status_code, response.json) == (502, {"error": "upstream_error"})
+    assert any(r.levelno >= logging.ERROR and "RuntimeError" in r.getMessage() for r in capture.records)
     assert_clean_records(capture.records)
 
 

@@ -26,15 +26,16 @@ __all__ = ["install", "SANDBOX_ORIGIN", "SandboxStore"]
 SANDBOX_ORIGIN = "http://appinbox-sandbox.invalid"
 
 
-def install(app: Flask, settings: Settings, session: requests.Session) -> tuple[str, str]:
-    """Serve the sandbox on ``app`` and route ``session`` to it; returns (API key, API base URL)."""
+def install(app: Flask, settings: Settings) -> tuple[str, str, requests.Session]:
+    """Serve the sandbox on ``app``; returns its API key, API base URL and a session routed to it."""
     prefix = f"{settings.url_prefix}/sandbox"
     sandbox = app.extensions["appinbox_sandbox"] = SandboxStore(settings.sandbox_contacts, page=f"{prefix}/")
     app.register_blueprint(sandbox_bp, url_prefix=prefix)
     user_logged_out.connect(_spend_tokens, app, weak=False)
+    session = requests.Session()
     session.mount(SANDBOX_ORIGIN + "/", WSGIAdapter(app))
     session.trust_env = False  # no proxy or .netrc between the client and the sandbox
-    return sandbox.api_key, f"{SANDBOX_ORIGIN}{prefix}/api"
+    return sandbox.api_key, f"{SANDBOX_ORIGIN}{prefix}/api", session
 
 
 def _spend_tokens(app: Flask, user: Any = None, **_: Any) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from flask import Flask
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
@@ -48,9 +49,11 @@ class WSGIAdapter(BaseAdapter):
                 close()
         response = requests.Response()
         response.status_code = int(status.split(" ", 1)[0])
-        response.reason = status.split(" ", 1)[1] if " " in status else ""
+        response.reason = status.partition(" ")[2]
         response.headers = CaseInsensitiveDict(headers.items())
-        response.raw = io.BytesIO(content)
+        # What requests' own adapter reads from: read1() and streaming work the same.
+        response.raw = urllib3.HTTPResponse(body=io.BytesIO(content), headers=dict(headers),
+                                            status=response.status_code, preload_content=False)
         response.url = request.url or ""
         response.request = request
         response.encoding = requests.utils.get_encoding_from_headers(response.headers)

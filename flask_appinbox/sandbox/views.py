@@ -52,7 +52,8 @@ from flask import (
 )
 from flask_login import login_required
 
-from ..web import answer, is_cross_site, logged_in_user, state
+from ..state import answer, is_cross_site, logged_in_user, state
+from ..views import exempt_from_csrf
 from .store import MAX_LINK, MAX_TEXT, MAX_TITLE, SandboxStore, identifiers
 
 MAX_PAGE_SIZE = 100
@@ -60,6 +61,7 @@ MAX_STATUS_IDS = 1000
 
 sandbox_bp = Blueprint("appinbox_sandbox", __name__, static_folder="static",
                        template_folder="templates")
+sandbox_bp.url_value_preprocessor(exempt_from_csrf)  # its in-process API calls carry no CSRF token
 
 
 def store() -> SandboxStore:
