@@ -1,44 +1,18 @@
-"""Every ``APPINBOX_*`` key: its default and its check, in one place.
-
-``init_app`` fills the defaults into ``app.config`` with ``setdefault`` and parses
-them once into :class:`Settings`; a bad value raises :class:`ConfigurationError`
-naming the key. Any key can be set from the shell as ``FLASK_APPINBOX_...`` with
-``app.config.from_prefixed_env()``.
-"""
+"""Every ``APPINBOX_*`` key, its default and its check: ``init_app`` fills the defaults in with
+``setdefault`` and :func:`load` parses them once; a bad value raises :class:`ConfigurationError`
+naming the key."""
 from __future__ import annotations
 
 import difflib
 import math
 import re
 from collections.abc import Callable, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
 from .client import DEFAULT_API_URL
 from .errors import ConfigurationError
-
-DEFAULTS: dict[str, Any] = {
-    "APPINBOX_API_KEY": None,  # str, or a callable giving this request's key (tenants)
-    "APPINBOX_SITE_ID": None,  # likewise
-    "APPINBOX_LANGUAGE": None,  # Flask-Babel's locale when it is set up, else "en"
-    "APPINBOX_RECOMS": None,
-    "APPINBOX_TRACKING": None,
-    "APPINBOX_API_URL": DEFAULT_API_URL,
-    "APPINBOX_SCRIPT_URL": "https://statics.esputnik.com/scripts/{site_id}.js",
-    "APPINBOX_URL_PREFIX": "/appinbox",
-    "APPINBOX_TRUSTED_ORIGINS": (),
-    "APPINBOX_TIMEOUT": 5.0,
-    "APPINBOX_RETRIES": 2,
-    "APPINBOX_ENABLED": True,
-    "APPINBOX_SANDBOX": False,
-    "APPINBOX_SANDBOX_CONTACTS": None,
-    "APPINBOX_CREATE_CONTACTS": False,
-    "APPINBOX_GUARD": True,
-    "APPINBOX_MAX_CONCURRENT": None,
-    "APPINBOX_TOKEN_CACHE_TTL": 0,
-    "APPINBOX_TOKEN_CACHE": None,
-}
 
 # ISO 639-1: every two-letter language code.
 ISO_639_1 = frozenset("""
@@ -76,27 +50,31 @@ def parse_origin(value: str) -> Origin | None:
 
 @dataclass(frozen=True)
 class Settings:
-    """The checked configuration of one app, parsed once by ``init_app``."""
+    """The checked configuration of one app: each field is a key (``APPINBOX_`` and its name in
+    capitals) with its default."""
 
-    api_key: str | Callable[[], str | None] | None = field(repr=False)  # a secret: never in a repr
-    site_id: str | Callable[[], str | None] | None
-    language: str | Callable[[], str] | None
-    recoms: bool | None
-    tracking: bool | None
-    api_url: str
-    script_url: str
-    url_prefix: str
-    trusted_origins: frozenset[Origin]
-    timeout: float
-    retries: int
-    enabled: bool
-    sandbox: bool
-    sandbox_contacts: tuple[str, ...] | None
-    create_contacts: bool
-    guard: bool
-    max_concurrent: int | None
-    token_cache_ttl: float
-    token_cache: Any
+    api_key: str | Callable[[], str | None] | None = field(default=None, repr=False)  # a secret; or per request
+    site_id: str | Callable[[], str | None] | None = None  # likewise
+    language: str | Callable[[], str] | None = None  # None: Flask-Babel's locale when it is set up, else "en"
+    recoms: bool | None = None
+    tracking: bool | None = None
+    api_url: str = DEFAULT_API_URL
+    script_url: str = "https://statics.esputnik.com/scripts/{site_id}.js"
+    url_prefix: str = "/appinbox"
+    trusted_origins: frozenset[Origin] | tuple[str, ...] = ()
+    timeout: float = 5.0
+    retries: int = 2
+    enabled: bool = True
+    sandbox: bool = False
+    sandbox_contacts: tuple[str, ...] | None = None
+    create_contacts: bool = False
+    guard: bool = True
+    max_concurrent: int | None = None
+    token_cache_ttl: float = 0
+    token_cache: Any = None
+
+
+DEFAULTS: dict[str, Any] = {f"APPINBOX_{f.name.upper()}": f.default for f in fields(Settings)}
 
 
 def load(config: MutableMapping[str, Any]) -> Settings:
@@ -145,31 +123,30 @@ _TRY_SANDBOX = (". To try it without an account: app.config['APPINBOX_SANDBOX'] 
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
-def check_api_key(value: Any, key: str = "APPINBOX_API_KEY", required: bool = True, hint: str = "") -> str | None:
-    """A usable API key, or ``ConfigurationError`` (the value itself is never echoed: it is a secret)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)  # from_prefixed_env() turns an all-digit value into an int
+def _given(value: Any, key: str, required: bool, what: str, hint: str) -> Any:
+    """``value`` (an all-digit one, which from_prefixed_env() makes an int, as a string), or ``None``
+    when empty; ``ConfigurationError`` when empty and required."""
     if value is None or value == "":
         if required:
-            raise ConfigurationError(key, "is required: the eSputnik API key"
-                                     + _SHELL.format(key=key, python="'...'", env="...") + _TRY_SANDBOX + hint)
+            raise ConfigurationError(key, f"is required: {what}" + _SHELL.format(key=key, python="'...'", env="...")
+                                     + _TRY_SANDBOX + hint)
         return None
-    if not isinstance(value, str) or value != value.strip() or not value.isprintable():
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def check_api_key(value: Any, key: str = "APPINBOX_API_KEY", required: bool = True, hint: str = "") -> str | None:
+    """A usable API key, or ``ConfigurationError`` (the value itself is never echoed: it is a secret)."""
+    value = _given(value, key, required, "the eSputnik API key", hint)
+    if value is not None and (not isinstance(value, str) or value != value.strip() or not value.isprintable()):
         raise ConfigurationError(key, "must be a non-empty string of printable characters without surrounding spaces")
     return value
 
 
 def check_site_id(value: Any, key: str = "APPINBOX_SITE_ID", required: bool = True, hint: str = "") -> str | None:
     """A well-formed site ID (32 hexadecimal digits, dashes allowed), or ``ConfigurationError``."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if value is None or value == "":
-        if required:
-            raise ConfigurationError(key, "is required: the tracking script's ID from Settings > Web Tracking"
-                                     + _SHELL.format(key=key, python="'...'", env="...") + _TRY_SANDBOX + hint)
-        return None
-    if (not isinstance(value, str) or not re.fullmatch(r"[0-9A-Fa-f-]+", value)
-            or len(value.replace("-", "")) != 32):
+    value = _given(value, key, required, "the tracking script's ID from Settings > Web Tracking", hint)
+    if value is not None and (not isinstance(value, str) or not re.fullmatch(r"[0-9A-Fa-f-]+", value)
+                              or len(value.replace("-", "")) != 32):
         raise ConfigurationError(key, f"must be 32 hexadecimal digits (dashes allowed), not {value!r}")
     return value
 
@@ -231,12 +208,10 @@ class _Checker:
     def script_url(self, key: str) -> str:
         value = self.config[key]
         try:
-            probe = value.format(site_id="0" * 32) if isinstance(value, str) and value else None
-        except (KeyError, IndexError, ValueError):
-            probe = None
-        parts = urlsplit(probe or "")
-        if not ((parts.scheme in ("http", "https") and parts.netloc) or (probe or "").startswith("/")) \
-                or (probe or "").startswith("//"):
+            probe = urlsplit(value.format(site_id="0" * 32))
+        except (AttributeError, KeyError, IndexError, ValueError):
+            probe = urlsplit("//")
+        if not ((probe.scheme in ("http", "https") and probe.netloc) or (probe.path[:1] == "/" and not probe.netloc)):
             raise self.fail(key, "must be an http(s) URL or a path starting with '/', in which '{site_id}' "
                                  "is the only placeholder")
         return str(value)
@@ -251,14 +226,12 @@ class _Checker:
         value = self.config[key]
         if isinstance(value, str):
             value = value.replace(",", " ").split()  # FLASK_APPINBOX_TRUSTED_ORIGINS="https://a.example https://b"
-        if not isinstance(value, (list, tuple, set, frozenset)):
-            raise self.fail(key, f"must be a list of origins such as ['https://shop.example'], not {value!r}")
-        found = {item: parse_origin(item) if isinstance(item, str) else None for item in value}
-        for item, origin in found.items():
-            if origin is None:
-                raise self.fail(key, f"{item!r} is not an origin: write the scheme, host and port only, such as "
-                                     "'https://shop.example' or 'http://localhost:5000'")
-        return frozenset(o for o in found.values() if o is not None)
+        origins = [parse_origin(v) if isinstance(v, str) else None for v in value] if isinstance(
+            value, (list, tuple, set, frozenset)) else [None]
+        if None in origins:
+            raise self.fail(key, f"must be a list of origins (scheme, host and port only) such as "
+                                 f"['https://shop.example', 'http://localhost:5000'], not {value!r}")
+        return frozenset(o for o in origins if o is not None)
 
     def strings(self, key: str) -> tuple[str, ...] | None:
         value = self.config[key]

@@ -2,10 +2,9 @@
 
 Its rule, per process, for the calls of one :class:`~flask_appinbox.EsputnikClient`:
 
-- **A first attempt is never refused for fast failures.** A 5xx or a refused
-  connection costs the site a few milliseconds; refusing it would turn a
-  partly working eSputnik into a site-made outage (a breaker that opens at
-  50 % failures serves 13 % of page views where eSputnik serves 88 %).
+- **A first attempt is never refused for fast failures.** A 5xx or a refused connection
+  costs the site milliseconds; refusing it turns a partly working eSputnik into a
+  site-made outage (a breaker opening at 50 % failures served 13 % where eSputnik served 88 %).
 - **Retries are budgeted**, as in Finagle's ``RetryBudget`` and gRPC's retry
   throttling: retries are what multiply eSputnik's load, so a call may retry
   only while at least 25 % of the attempts of the last 2 s succeeded (or fewer
@@ -17,13 +16,11 @@ Its rule, per process, for the calls of one :class:`~flask_appinbox.EsputnikClie
   timeout. When 8 calls in a row timed out on every attempt and that run spans
   at least one attempt timeout (nothing but timeouts came back for that long),
   calls are refused with :class:`UpstreamUnavailable` and one probe a second goes
-  through, without retries; its success ends the hang. Timeouts that arrive
-  together (every thread of a worker, or every green thread, stuck on the same
-  slow stretch) span no timeout, so the rule does not depend on the worker's
-  concurrency: it needs a second wave of timeouts, a timeout later.
+  through, without retries; its success ends the hang. Timeouts that arrive together
+  (every thread or green thread of a worker stuck on one slow stretch) span no timeout,
+  so the rule does not depend on the worker's concurrency: it needs a second wave.
 
-The state is a few counters behind one lock: nothing per thread, no half-open
-bookkeeping (a straggler's outcome is one more outcome, whenever it comes).
+State: a few counters behind one lock; nothing per thread, no half-open bookkeeping.
 """
 from __future__ import annotations
 
