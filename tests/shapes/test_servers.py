@@ -3,8 +3,8 @@ benchmark site (``benchmarks/_app.py``) against the fake eSputnik in a process o
 
 Healthy: every one of ``CALLS`` concurrent token calls gets a token. Hanging and trickling:
 every answer is one of the endpoint's answers in API.md for a stuck eSputnik, and no call
-spends longer in the app than the time budget plus ``SLACK``. Afterwards the site recovers
-and every worker is still the one that started, without a traceback in the server's log.
+spends longer in the app than the time budget plus ``SLACK``. Afterwards the site recovers,
+with no worker crashed and no traceback in the server's log.
 """
 from __future__ import annotations
 
