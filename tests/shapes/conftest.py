@@ -2,7 +2,8 @@
 
 Each server is a child process on 127.0.0.1, started with a config of the test's own
 and stopped by PID when the test ends. A missing program skips the test, except with
-``CI=true``, where it fails (``.ci/run`` installs nginx-light, tinyproxy and openssl).
+``CI=true``, where it fails (``.ci/run`` installs nginx-light, tinyproxy, openssl and
+redis-server).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def need(program: str) -> str:
     found = shutil.which(program) or next(
         (p for p in (f"/usr/sbin/{program}", f"/usr/bin/{program}") if os.access(p, os.X_OK)), None)
     if found is None:
-        reason = f"{program} is not installed (apt-get install -y nginx-light tinyproxy openssl)"
+        reason = f"{program} is not installed (apt-get install -y nginx-light tinyproxy openssl redis-server)"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}; with CI=true the production-shape tests may not skip", pytrace=False)
         pytest.skip(reason)
@@ -58,11 +59,12 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: 
 
 
 @contextmanager
-def running(cmd: Sequence[str], port: int, what: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def running(cmd: Sequence[str], port: int, what: str, log: Path,
+            env: Mapping[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """``cmd`` as a child process in a session of its own, until the block ends (then stopped by PID)."""
     with open(log, "wb") as out:
         proc = subprocess.Popen(list(cmd), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, env=None if env is None else dict(env))
     try:
         try:
             wait_for_port(port, proc, what)

@@ -7,39 +7,15 @@ import json
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import _harness
 import pytest
 import requests
 
+from ._faults import BUDGET, CALLS, RETRIES, SLACK, TIMEOUT, faults, settings
 from .conftest import ROOT
 
 pytest.importorskip("gevent")  # part of the test extra
-
-TIMEOUT, RETRIES, CAP = 1.0, 1, 0.1
-BUDGET = (RETRIES + 1) * TIMEOUT + RETRIES * CAP
-SLACK = 0.5  # the issue's bound: every call ends within budget + 0.5 s
-CALLS = 8
-COOLDOWN = 1.0
-
-
-def settings(api_url: str) -> dict[str, str]:
-    return _harness.appinbox_env(api_url, APPINBOX_TIMEOUT=TIMEOUT, APPINBOX_RETRIES=RETRIES,
-                                 APPINBOX_BACKOFF_CAP=CAP, APPINBOX_BREAKER_COOLDOWN=COOLDOWN)
-
-
-def crowd(url: str, offset: int) -> list[tuple[int, Any, float]]:
-    """``CALLS`` token calls at once, each as its own user: (status, body, seconds)."""
-    def one(i: int) -> tuple[int, Any, float]:
-        with _harness.session_for(offset + i, url) as session:
-            start = time.monotonic()
-            response = session.post(url + _harness.TOKEN_PATH, json={"renew": False}, timeout=BUDGET + 10)
-            return response.status_code, response.json(), time.monotonic() - start
-
-    with ThreadPoolExecutor(CALLS) as pool:
-        return list(pool.map(one, range(CALLS)))
 
 
 @pytest.mark.parametrize("preload", [False, True], ids=["patched-before-import", "preloaded"])
@@ -47,33 +23,16 @@ def test_gevent_worker(preload: bool) -> None:
     with _harness.fake_esputnik(trickle_every=0.1) as fake, \
             _harness.gunicorn(settings(fake.api_url), workers=1, threads=100, worker_class="gevent",
                               preload=preload) as server:
-        healthy = crowd(server.url, 0)
-        assert [(status, set(body)) for status, body, _ in healthy] == [(200, {"token"})] * CALLS, healthy
-
-        for mode in ("hang", "trickle"):
-            fake.configure(mode=mode)
-            stuck = crowd(server.url, 100)
-            fake.configure(mode="healthy")
-            for status, body, elapsed in stuck:
-                assert (status, body) in [(504, {"error": "upstream_timeout"}),
-                                          (503, {"error": "upstream_unavailable"})], (mode, stuck)
-                assert elapsed <= BUDGET + SLACK, (mode, elapsed, stuck)
-            assert fake.stats()["outcomes"].get(mode, 0) >= 1, fake.stats()  # the fake really held calls
-            print(f"\ngevent worker, {'preloaded' if preload else 'patched before import'}, eSputnik {mode}: "
-                  f"{CALLS} calls, slowest {max(e for _, _, e in stuck):.2f} s (budget {BUDGET:.1f} s)")
-            time.sleep(COOLDOWN + 0.2)  # the breaker (opened by the hung calls) lets a trial through
-
-        with _harness.session_for(300, server.url) as session:  # the half-open breaker's trial call
-            assert session.post(server.url + _harness.TOKEN_PATH, timeout=BUDGET + 10).status_code == 200
-        assert [status for status, _, _ in crowd(server.url, 200)] == [200] * CALLS
+        faults(server.url, fake, f"gevent worker, {'preloaded' if preload else 'patched before import'}")
         health = server.health()
-        assert health["crashes"] == 0 and health["tracebacks"] == 0, (health, server.log()[-3000:])
-        assert "internal_error" not in server.log()
+        log = server.log()
+    assert health["crashes"] == 0 and health["tracebacks"] == 0, (health, log[-3000:])
+    assert "internal_error" not in log
 
 
 GREEN_SCRIPT = """
 import json, sys, time
-kind, api_url, timeout, retries, cap, calls = sys.argv[1], sys.argv[2], *map(float, sys.argv[3:])
+kind, api_url, timeout, retries, calls = sys.argv[1], sys.argv[2], *map(float, sys.argv[3:])
 if kind == "eventlet":
     import eventlet
     eventlet.monkey_patch()
@@ -88,7 +47,7 @@ else:
     join = lambda g: g.get()
 from flask_appinbox import Contact, EsputnikClient, UpstreamError
 
-client = EsputnikClient("k", api_url, timeout=timeout, retries=int(retries), backoff_cap=cap)
+client = EsputnikClient("k", api_url, timeout=timeout, retries=int(retries))
 def one(i):
     start = time.monotonic()
     try:
@@ -107,7 +66,7 @@ def test_monkey_patched_client(kind: str, mode: str) -> None:
         pytest.importorskip("eventlet")
     with _harness.fake_esputnik(mode=mode, trickle_every=0.1) as fake:
         done = subprocess.run([sys.executable, "-c", GREEN_SCRIPT, kind, fake.api_url,
-                               *map(str, (TIMEOUT, RETRIES, CAP, CALLS))], cwd=ROOT,
+                               *map(str, (TIMEOUT, RETRIES, CALLS))], cwd=ROOT,
                               capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout.strip().splitlines()[-1])
