@@ -175,8 +175,9 @@ class EsputnikClient:
                     raise _failed(kind, f"eSputnik answered {status}", attempts, status)
                 raw = _read(resp, deadline, attempts)
         except requests.exceptions.RequestException as exc:
+            # requests reports a read timeout after retries as a ConnectionError around urllib3's.
             reason = getattr(exc.args[0], "reason", None) if exc.args else None
-            if isinstance(exc, requests.exceptions.Timeout) or isinstance(reason, urllib3.exceptions.TimeoutError):
+            if isinstance(exc, requests.exceptions.Timeout) or isinstance(reason, urllib3.exceptions.ReadTimeoutError):
                 raise _failed(UpstreamTimeout, "eSputnik did not answer in time", attempts) from None
             # Refused, reset, DNS: the message names the exception, never the key.
             raise _failed(UpstreamError, f"cannot reach eSputnik: {type(exc).__name__}", attempts) from None
