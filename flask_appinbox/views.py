@@ -76,7 +76,9 @@ def _renew() -> bool | None:
     """
     if request.content_length is not None and request.content_length > MAX_BODY:
         return None
-    raw = request.stream.read(MAX_BODY + 1)
+    raw = b""
+    while len(raw) <= MAX_BODY and (chunk := request.stream.read(MAX_BODY + 1 - len(raw))):
+        raw += chunk  # a stream may hand over less than asked for
     if len(raw) > MAX_BODY:
         return None
     if not raw.strip():

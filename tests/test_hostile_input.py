@@ -1,6 +1,7 @@
 """Hostile bodies and hostile eSputnik answers that 0.2 did not survive (issue 17)."""
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -77,3 +78,33 @@ def test_a_sane_retry_after_is_passed_on(alice: Any, upstream: responses.Request
                                          expected: str) -> None:
     upstream.post(TOKEN_URL, status=429, headers={"Retry-After": value})
     assert alice.post("/appinbox/token").headers["Retry-After"] == expected
+
+
+class Pieces:
+    """A body that a server hands over a few bytes a read, whatever was asked for."""
+
+    def __init__(self, *pieces: bytes) -> None:
+        self.pieces = list(pieces)
+        self.read_bytes = 0
+
+    def read(self, n: int = -1) -> bytes:
+        piece = self.pieces.pop(0) if self.pieces else b""
+        self.read_bytes += len(piece)
+        return piece
+
+
+def test_a_body_handed_over_in_pieces_is_read_whole(alice: Any, upstream: responses.RequestsMock) -> None:
+    upstream.post(TOKEN_URL, json={"token": "t"})
+    body = Pieces(b'{"re', b'new"', b": tr", b"ue}")
+    response = alice.post("/appinbox/token", headers={"Transfer-Encoding": "chunked"},
+                          environ_overrides={"wsgi.input": body, "wsgi.input_terminated": True})
+    assert response.json == {"token": "t"}
+    assert json.loads(upstream.calls[0].request.body) == {"email": "alice@example.com"}
+
+
+def test_a_body_over_the_limit_handed_over_in_pieces_is_400(alice: Any) -> None:
+    body = Pieces(*[b" " * 100] * 1000)
+    response = alice.post("/appinbox/token", headers={"Transfer-Encoding": "chunked"},
+                          environ_overrides={"wsgi.input": body, "wsgi.input_terminated": True})
+    assert response.status_code == 400
+    assert body.read_bytes == 1100  # read until past the limit, no further
