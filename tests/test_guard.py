@@ -1,18 +1,23 @@
-"""Outage isolation: the circuit breaker, the bulkhead, single-flight first calls."""
+"""The outage guard: its rule on a fake clock (the retry budget, hang detection, one probe a second), its
+thread safety, and the guard, the bulkhead and the signals through the token endpoint."""
 from __future__ import annotations
 
+import random
+import sys
 import threading
-import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import requests
 import responses
 from conftest import TOKEN_URL, USERS, make_app
+from test_client import Upstream, answer  # the scripted server on 127.0.0.1
 
-from flask_appinbox import UpstreamBusy, UpstreamUnavailable
-from flask_appinbox.cache import SingleFlight
-from flask_appinbox.guard import Bulkhead, CircuitBreaker
+from flask_appinbox import UpstreamUnavailable, signals
+from flask_appinbox.guard import HANG_CALLS, MIN_ATTEMPTS, PROBE_EVERY, WINDOW, Guard
+
+TIMEOUT = 1.0
 
 
 class Clock:
@@ -23,394 +28,458 @@ class Clock:
         return self.now
 
 
-def test_breaker_states_and_timing() -> None:
-    clock = Clock()
-    changes: list[tuple[str, str]] = []
-    breaker = CircuitBreaker(3, 30, clock=clock, on_change=lambda old, new: changes.append((old, new)))
-    for _ in range(2):
-        breaker.before_call()
-        breaker.failure(timeout=True)
-    assert breaker.state == "closed"
-    breaker.success()  # a success ends the run of timeouts
-    for _ in range(2):
-        breaker.failure(timeout=True)
-    breaker.failure()  # so does any other failure: a fast one is not a hang
-    breaker.release(answered=True)  # and any answer (a 400, a 429)
-    for _ in range(3):
-        breaker.before_call()
-        breaker.failure(timeout=True)
-    assert breaker.state == "open" and changes == [("closed", "open")]
-    assert breaker.reason == "3 attempts in a row timed out"
-    clock.now += 10
-    with pytest.raises(UpstreamUnavailable) as info:
-        breaker.before_call()
-    assert info.value.retry_after == 20 and info.value.status == 503
-    clock.now += 20
-    assert breaker.state == "half_open"
-    breaker.before_call()  # the one trial call goes through
-    other: list[BaseException] = []
-    t = threading.Thread(target=lambda: _capture(breaker.before_call, other))
-    t.start()
-    t.join()
-    assert isinstance(other[0], UpstreamUnavailable)  # a second caller during the trial fails fast
-    breaker.failure()  # the trial failed (any failure): open again for a full cool-down
-    assert breaker.state == "open"
-    clock.now += 29
-    with pytest.raises(UpstreamUnavailable):
-        breaker.before_call()
-    clock.now += 1
-    breaker.before_call()
-    breaker.success()
-    assert breaker.state == "closed"
-    assert changes == [("closed", "open"), ("open", "half_open"), ("half_open", "open"),
-                       ("open", "half_open"), ("half_open", "closed")]
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
 
 
-def crowd(n: int, fn: Any) -> None:
-    """Run ``fn`` in ``n`` threads at once and wait for them."""
-    threads = [threading.Thread(target=fn) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+@pytest.fixture
+def changes() -> list[bool]:
+    return []
 
 
-class CountingLock:
-    """Stands in for a SingleFlight's lock: counts the callers that have come in, so that the
-    leader's call can wait until every other caller has found its flight (no sleep as a barrier)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._seen = threading.Condition()
-        self.entered = 0
-
-    def __enter__(self) -> None:
-        self._lock.acquire()
-        with self._seen:
-            self.entered += 1
-            self._seen.notify_all()
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
-
-    def wait_for(self, n: int) -> None:
-        with self._seen:
-            assert self._seen.wait_for(lambda: self.entered >= n, 5), f"{self.entered} of {n} callers came in"
+@pytest.fixture
+def guard(clock: Clock, changes: list[bool]) -> Guard:
+    return Guard(TIMEOUT, on_change=changes.append, clock=clock)
 
 
-def _capture(fn: Any, into: list[BaseException]) -> None:
+def refused(guard: Guard) -> bool:
+    """Whether admit() refuses the call (a hang); the refusal's answer is checked on the way."""
     try:
-        fn()
-    except BaseException as exc:  # noqa: BLE001
-        into.append(exc)
+        guard.admit()
+    except UpstreamUnavailable as exc:
+        assert (exc.retry_after, exc.code, exc.error, exc.attempts) == (1, 503, "upstream_unavailable", 0)
+        return True
+    return False
 
 
-def test_breaker_release_frees_the_trial() -> None:
-    clock = Clock()
-    breaker = CircuitBreaker(1, 5, clock=clock)
-    breaker.failure(timeout=True)
-    clock.now += 5
-    breaker.before_call()
-    breaker.release()  # e.g. a 400: neither success nor failure
-    errors: list[BaseException] = []
-    t = threading.Thread(target=lambda: _capture(breaker.before_call, errors))
-    t.start()
-    t.join()
-    assert errors == []  # another caller may now try
+def timeouts(guard: Guard, count: int, attempts: int = 3) -> None:
+    for _ in range(count):
+        guard.record(attempts, False, True)
 
 
-def test_breaker_threshold_zero_is_off() -> None:
-    breaker = CircuitBreaker(0, 5)
-    for _ in range(100):
-        breaker.before_call()
-        breaker.failure(timeout=True)
-    assert breaker.state == "closed"
+def hang(guard: Guard, clock: Clock) -> None:
+    """8 timed-out calls, then a 9th a timeout later: a hang from ``clock.now``."""
+    timeouts(guard, HANG_CALLS)
+    clock.now += TIMEOUT
+    timeouts(guard, 1)
+    assert guard.hung
 
 
-def test_breaker_opens_on_a_failure_ratio_over_its_window() -> None:
-    clock = Clock()
-    breaker = CircuitBreaker(4, 5, clock=clock)  # 50 % of at least 20 attempts in 5 s
-    for _ in range(19):
-        breaker.failure()  # fast failures: no run of timeouts
-    assert breaker.state == "closed"  # fewer than 20 attempts say nothing yet
-    clock.now += 6  # ... and they leave the window
-    for i in range(40):
-        breaker.success() if i % 2 else breaker.failure()
-        clock.now += 0.05
-    assert breaker.state == "open"
-    assert breaker.reason.endswith("attempts failed")
+def test_the_rule_s_constants() -> None:
+    assert (WINDOW, MIN_ATTEMPTS, HANG_CALLS, PROBE_EVERY) == (2.0, 10, 8, 1.0)
 
 
-def test_breaker_stays_closed_for_a_flaky_esputnik() -> None:
-    """30 % failures (a quarter of them timeouts) over 100,000 attempts at 100 a second: never open."""
-    import random
+# -- the retry budget ---------------------------------------------------------------------------
 
-    rng = random.Random(7)
-    clock = Clock()
-    breaker = CircuitBreaker(4, 1, clock=clock)
-    for _ in range(100_000):
-        r = rng.random()
-        if r < 0.225:
-            breaker.failure()
-        elif r < 0.3:
-            breaker.failure(timeout=True)
-        else:
-            breaker.success()
-        clock.now += 0.01
-    assert breaker.state == "closed"
+def test_retries_are_allowed_while_fewer_than_10_attempts_were_seen(guard: Guard) -> None:
+    assert guard.admit() is True
+    guard.record(3, False)
+    guard.record(3, False)
+    guard.record(3, False)
+    assert guard.admit() is True  # 9 attempts, none succeeded: too few to judge
+    guard.record(1, False)
+    assert guard.admit() is False  # 10
 
 
-def test_recovery_forgets_the_outage() -> None:
-    clock = Clock()
-    breaker = CircuitBreaker(4, 1, clock=clock)
+def test_retries_follow_the_share_of_attempts_that_succeeded(clock: Clock) -> None:
+    def share(ok: int, failed: int) -> bool:
+        guard = Guard(TIMEOUT, clock=clock)
+        for _ in range(ok):
+            guard.record(1, True)
+        for _ in range(failed):
+            guard.record(1, False)
+        return guard.admit()
+
+    assert share(3, 7) is True  # 30 %
+    assert share(3, 9) is True  # 25 % exactly
+    assert share(6, 19) is False  # 24 %
+    assert share(2, 8) is False  # 20 %
+    assert share(0, 50) is False
+    assert share(50, 0) is True
+
+
+def test_the_share_is_of_attempts_not_of_calls(guard: Guard) -> None:
+    for _ in range(2):
+        guard.record(3, True)  # a call that succeeded on its third attempt: 1 success in 3 attempts
+        guard.record(3, False)
+    assert guard.admit() is False  # 2 successes in 12 attempts, though half the calls succeeded
+
+
+def test_retries_come_back_as_the_window_moves_on(guard: Guard, clock: Clock) -> None:
+    for _ in range(20):
+        guard.record(1, False)
+    assert guard.admit() is False
+    clock.now += WINDOW - 0.05
+    assert guard.admit() is False  # still within the window
+    clock.now += 0.1
+    assert guard.admit() is True  # those failures are forgotten
+
+
+def test_the_window_forgets_successes_too(guard: Guard, clock: Clock) -> None:
+    for _ in range(10):
+        guard.record(1, True)
+    clock.now += 1.0
     for _ in range(30):
-        breaker.failure()
-    assert breaker.state == "open"
-    clock.now += 1
-    breaker.before_call()  # the trial
-    breaker.success()
-    assert breaker.state == "closed"
-    breaker.failure()  # the outage's 30 failures are gone: one more opens nothing
-    assert breaker.state == "closed"
+        guard.record(1, False)
+    assert guard.admit() is True  # 10 of 40: 25 %
+    clock.now += 1.5  # the successes leave the window, the failures stay
+    assert guard.admit() is False
+    clock.now += 1.0
+    assert guard.admit() is True
 
 
-def test_breaker_through_the_endpoint(upstream: responses.RequestsMock, caplog: pytest.LogCaptureFixture) -> None:
-    app = make_app({"APPINBOX_BREAKER_THRESHOLD": 3, "APPINBOX_BREAKER_COOLDOWN": 30, "APPINBOX_RETRIES": 1})
-    clock = Clock()
-    app.extensions["appinbox"].client.breaker.clock = clock
+def test_a_flaky_esputnik_keeps_its_retries_and_never_hangs(guard: Guard, clock: Clock,
+                                                           changes: list[bool]) -> None:
+    """Half the calls fail (a quarter of those failures are timeouts), 100 calls a second, for 200 s."""
+    rng = random.Random(7)
+    allowed = 0
+    for _ in range(20_000):
+        allowed += guard.admit()
+        r = rng.random()
+        guard.record(1, r >= 0.5, r < 0.125)
+        clock.now += 0.01
+    assert allowed >= 0.99 * 20_000  # the window's share stays near 50 %, far above 25 %
+    assert changes == [] and not guard.hung
+
+
+# -- hangs ----------------------------------------------------------------------------------------
+
+def test_8_timeouts_at_one_instant_are_no_hang(guard: Guard, clock: Clock, changes: list[bool]) -> None:
+    """Every thread of a worker stuck on the same slow stretch times out together: that spans no timeout."""
+    timeouts(guard, 20)
+    assert not guard.hung and not refused(guard)
+    clock.now += TIMEOUT - 0.25
+    timeouts(guard, 1)
+    assert not guard.hung and not refused(guard)
+    clock.now += 0.25  # a whole timeout since the run began, still nothing but timeouts
+    timeouts(guard, 1)
+    assert guard.hung and refused(guard)
+    assert changes == [True]
+
+
+def test_a_hang_needs_8_calls_in_a_row(guard: Guard, clock: Clock) -> None:
+    for _ in range(HANG_CALLS - 1):
+        timeouts(guard, 1)
+        clock.now += TIMEOUT
+    assert not guard.hung and not refused(guard)  # 7 calls over 7 timeouts
+    timeouts(guard, 1)
+    assert guard.hung and refused(guard)
+
+
+@pytest.mark.parametrize("outcome", [(1, True, False), (3, False, False), (1, False, False)],
+                         ids=["success", "5xx-after-retries", "fast-failure"])
+def test_an_answer_or_a_fast_failure_ends_a_run(guard: Guard, clock: Clock,
+                                                outcome: tuple[int, bool, bool]) -> None:
+    timeouts(guard, HANG_CALLS - 1)
+    clock.now += TIMEOUT
+    guard.record(*outcome)
+    timeouts(guard, HANG_CALLS - 1)  # 7 + 7 timeouts around it, spanning a timeout: no run of 8
+    assert not guard.hung
+    clock.now += TIMEOUT
+    timeouts(guard, 1)  # the new run is 8 long, but began a timeout ago at its first timeout
+    assert guard.hung
+
+
+def test_a_new_run_is_timed_from_its_own_first_timeout(guard: Guard, clock: Clock) -> None:
+    timeouts(guard, 3)
+    guard.record(1, True)
+    clock.now += 10 * TIMEOUT
+    timeouts(guard, HANG_CALLS + 5)  # all at one instant, long after the first run began
+    assert not guard.hung
+
+
+def test_one_probe_a_second_during_a_hang(guard: Guard, clock: Clock) -> None:
+    hang(guard, clock)
+    began = clock.now
+    assert refused(guard)
+    clock.now = began + PROBE_EVERY - 0.01
+    assert refused(guard)
+    clock.now = began + PROBE_EVERY
+    assert guard.admit() is False  # the probe, without retries
+    assert refused(guard) and refused(guard)  # the same second: refused again
+    clock.now = began + PROBE_EVERY + 0.5
+    assert refused(guard)
+    clock.now = began + 2 * PROBE_EVERY
+    assert guard.admit() is False
+    clock.now = began + 10 * PROBE_EVERY
+    assert guard.admit() is False  # seconds without a caller make one probe, not several
+    assert refused(guard)
+
+
+def test_a_probe_never_retries_even_when_the_budget_would_allow(guard: Guard, clock: Clock) -> None:
+    hang(guard, clock)
+    clock.now += WINDOW + 1  # the timeouts have left the window: the budget alone would allow retries
+    assert guard.admit() is False
+    assert refused(guard)
+
+
+def test_a_success_ends_the_hang(guard: Guard, clock: Clock, changes: list[bool]) -> None:
+    hang(guard, clock)
+    clock.now += PROBE_EVERY
+    assert guard.admit() is False
+    guard.record(1, True)
+    assert not guard.hung
+    assert not refused(guard) and not refused(guard)
+    assert changes == [True, False]
+
+
+def test_a_fast_failure_ends_the_hang_too(guard: Guard, clock: Clock, changes: list[bool]) -> None:
+    """The rule refuses what hangs: a probe answered with a 5xx (or refused) in milliseconds costs nothing."""
+    hang(guard, clock)
+    guard.record(1, False)
+    assert not guard.hung and not refused(guard)
+    assert changes == [True, False]
+
+
+def test_on_change_is_called_once_each_way(guard: Guard, clock: Clock, changes: list[bool]) -> None:
+    hang(guard, clock)
+    for _ in range(5):  # more timeouts during the hang: stragglers and failed probes
+        clock.now += PROBE_EVERY
+        timeouts(guard, 2, attempts=1)
+    assert changes == [True]
+    guard.record(1, True)
+    guard.record(1, True)
+    timeouts(guard, 3)
+    assert changes == [True, False]
+
+
+def test_a_straggler_s_timeout_does_not_postpone_the_probe(guard: Guard, clock: Clock) -> None:
+    hang(guard, clock)
+    began = clock.now
+    clock.now = began + 0.9
+    timeouts(guard, 1)  # a call admitted before the hang times out now
+    assert guard.hung
+    clock.now = began + PROBE_EVERY
+    assert guard.admit() is False  # the probe comes a second after the hang began, as it would have
+
+
+def test_a_listener_may_look_at_the_guard(clock: Clock) -> None:
+    """on_change runs outside the guard's lock: a listener that calls the guard does not deadlock."""
+    seen: list[tuple[bool, bool]] = []
+    watched: list[Guard] = []
+
+    def listener(hung: bool) -> None:
+        seen.append((hung, refused(watched[0])))
+
+    watched.append(Guard(TIMEOUT, on_change=listener, clock=clock))
+    worker = threading.Thread(target=hang, args=(watched[0], clock), daemon=True)
+    worker.start()
+    worker.join(5)
+    assert not worker.is_alive(), "on_change was called under the guard's lock"
+    assert seen == [(True, True)]
+
+
+def test_a_failing_listener_leaves_the_guard_consistent(clock: Clock) -> None:
+    def listener(hung: bool) -> None:
+        raise RuntimeError("listener bug")
+
+    guard = Guard(TIMEOUT, on_change=listener, clock=clock)
+    with pytest.raises(RuntimeError):
+        hang(guard, clock)
+    assert guard.hung and refused(guard)
+    with pytest.raises(RuntimeError):
+        guard.record(1, True)
+    assert not guard.hung and not refused(guard)
+
+
+# -- threads --------------------------------------------------------------------------------------
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(interval)
+
+
+def crowd(n: int, fn: Callable[[int], None]) -> None:
+    """Run ``fn(i)`` in ``n`` threads released together, and wait for them."""
+    start = threading.Barrier(n)
+
+    def run(i: int) -> None:
+        start.wait(5)
+        fn(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
+
+
+def test_threads_recording_at_once_leave_consistent_counts(guard: Guard, clock: Clock, changes: list[bool],
+                                                           fast_switching: None) -> None:
+    def work(i: int) -> None:
+        for n in range(2000):
+            guard.admit()
+            guard.record(1 + n % 3, n % 2 == 0)
+
+    crowd(8, work)
+    assert len(guard._recent) == 8 * 2000
+    assert guard._attempts == sum(attempts for _, attempts, _ in guard._recent) == 8 * (667 * 1 + 667 * 2 + 666 * 3)
+    assert guard._successes == sum(ok for _, _, ok in guard._recent) == 8 * 1000
+    clock.now += WINDOW + 1
+    assert guard.admit() is True
+    assert (guard._attempts, guard._successes, len(guard._recent)) == (0, 0, 0)
+    assert changes == []
+
+
+def test_threads_timing_out_at_once_make_one_hang_and_one_probe(guard: Guard, clock: Clock, changes: list[bool],
+                                                                fast_switching: None) -> None:
+    crowd(8, lambda i: timeouts(guard, 100))
+    assert guard._timeouts == 800 and not guard.hung  # all at one instant
+    clock.now += TIMEOUT
+    crowd(8, lambda i: timeouts(guard, 10))
+    assert guard.hung and changes == [True]
+    clock.now += PROBE_EVERY
+    probes: list[bool] = []
+    refusals: list[bool] = []
+    crowd(8, lambda i: refusals.append(True) if refused(guard) else probes.append(True))
+    assert (len(probes), len(refusals)) == (1, 7)
+
+
+# -- through the endpoint -------------------------------------------------------------------------
+
+def post(client: Any) -> Any:
+    return client.post("/appinbox/token")
+
+
+def test_a_total_5xx_outage_costs_about_one_attempt_per_call() -> None:
+    """A real server (``responses`` would count one attempt for a call that made three): once the budget has
+    seen 10 failed attempts, calls are made without retries, and no first attempt is refused."""
+    server = Upstream(answer(500, b"{}"))
+    try:
+        app = make_app({"APPINBOX_API_URL": server.url, "APPINBOX_RETRIES": 2, "APPINBOX_TIMEOUT": 2.0})
+        app.extensions["appinbox"].guard.clock = Clock()  # the window holds the whole run
+        client = app.test_client(user=USERS["1"])
+        answers = [post(client) for _ in range(50)]
+    finally:
+        server.close()
+    assert {(r.status_code, r.json["error"]) for r in answers} == {(502, "upstream_error")}
+    # 4 calls of 3 attempts teach the budget (12 >= 10 attempts, none succeeded), then 1 attempt a call.
+    assert server.requests == 4 * 3 + 46
+    assert server.requests < 1.2 * 50
+
+
+def test_without_the_guard_every_call_retries(upstream: responses.RequestsMock) -> None:
+    app = make_app({"APPINBOX_GUARD": False, "APPINBOX_MAX_CONCURRENT": 1})
+    state = app.extensions["appinbox"]
+    assert state.guard is None and state.client.guard is None
+    assert state.bulkhead is None  # nothing is refused locally
     client = app.test_client(user=USERS["1"])
-    upstream.post(TOKEN_URL, body=requests.exceptions.ReadTimeout("hang"))
-    assert client.post("/appinbox/token").status_code == 504  # two failed attempts
-    response = client.post("/appinbox/token")  # the third failed attempt opens the breaker
-    assert response.status_code == 503 and response.json == {"error": "upstream_unavailable"}
-    assert len(upstream.calls) == 3
-    assert "opened" in caplog.text
-    for _ in range(5):
-        response = client.post("/appinbox/token")
-        assert (response.status_code, response.json) == (503, {"error": "upstream_unavailable"})
-        assert response.headers["Retry-After"] == "30"
-        assert response.headers["Cache-Control"] == "no-store"
-    assert len(upstream.calls) == 3  # fast-failed answers never reached eSputnik
-    clock.now += 30
-    upstream.replace(responses.POST, TOKEN_URL, json={"token": "back"})
-    assert client.post("/appinbox/token").json == {"token": "back"}
-    assert "closed" in caplog.text
-    assert client.post("/appinbox/token").json == {"token": "back"}
+    upstream.post(TOKEN_URL, status=500)
+    for _ in range(20):
+        assert post(client).json == {"error": "upstream_error"}
+    assert len(upstream.calls) == 3 * 20
+    upstream.replace(responses.POST, TOKEN_URL, body=requests.exceptions.ReadTimeout("hang"))
+    for _ in range(3 * HANG_CALLS):  # timeouts never make a hang
+        assert post(client).json == {"error": "upstream_timeout"}
 
 
-def test_rejections_and_rate_limits_do_not_open_the_breaker(upstream: responses.RequestsMock) -> None:
-    app = make_app({"APPINBOX_BREAKER_THRESHOLD": 2, "APPINBOX_RETRIES": 0})
+def test_a_held_slot_answers_upstream_busy(upstream: responses.RequestsMock) -> None:
+    app = make_app({"APPINBOX_MAX_CONCURRENT": 1})
+    bulkhead = app.extensions["appinbox"].bulkhead
     client = app.test_client(user=USERS["1"])
-    upstream.post(TOKEN_URL, status=401)
-    for _ in range(5):
-        assert client.post("/appinbox/token").json == {"error": "upstream_rejected"}
-    upstream.replace(responses.POST, TOKEN_URL, status=429, headers={"Retry-After": "60"})
-    for _ in range(5):
-        assert client.post("/appinbox/token").json == {"error": "upstream_rate_limited"}
-    assert app.extensions["appinbox"].client.breaker.state == "closed"
-
-
-def test_bulkhead_limits_calls_in_flight() -> None:
-    bulkhead = Bulkhead(2)
-    inside = threading.Barrier(3)
-    release = threading.Event()
-    errors: list[BaseException] = []
-
-    def hold() -> None:
-        with bulkhead.slot():
-            inside.wait(5)
-            release.wait(5)
-
-    threads = [threading.Thread(target=hold) for _ in range(2)]
-    for t in threads:
-        t.start()
-    inside.wait(5)
-    assert bulkhead.in_flight == 2
-    start = time.monotonic()
-    _capture(lambda: bulkhead.slot().__enter__(), errors)
-    assert time.monotonic() - start < 4  # answered at once, not queued behind the holders (5 s)
-    assert isinstance(errors[0], UpstreamBusy) and errors[0].retry_after == 1
-    release.set()
-    for t in threads:
-        t.join()
-    with bulkhead.slot():
-        assert bulkhead.in_flight == 1
-
-
-def test_bulkhead_through_the_endpoint(upstream: responses.RequestsMock) -> None:
-    app = make_app({"APPINBOX_MAX_CONCURRENT": 2})
-    entered = threading.Semaphore(0)
-    release = threading.Event()
-
-    def slow(request: Any) -> tuple[int, dict[str, str], str]:
-        entered.release()
-        release.wait(10)
-        return 200, {}, '{"token": "slow"}'
-
-    upstream.add_callback(responses.POST, TOKEN_URL, callback=slow)
-    results: list[Any] = []
-    threads = [threading.Thread(target=lambda: results.append(
-        app.test_client(user=USERS["1"]).post("/appinbox/token"))) for _ in range(2)]
-    for t in threads:
-        t.start()
-    assert entered.acquire(timeout=5) and entered.acquire(timeout=5)
-    busy = app.test_client(user=USERS["1"]).post("/appinbox/token")
-    assert (busy.status_code, busy.json) == (503, {"error": "upstream_busy"})
-    assert busy.headers["Retry-After"] == "1"
-    release.set()
-    for t in threads:
-        t.join()
-    assert [r.json for r in results] == [{"token": "slow"}] * 2
-    assert len(upstream.calls) == 2
-
-
-def test_single_flight_shares_one_call() -> None:
-    flights = SingleFlight()
-    flights._lock = lock = CountingLock()  # type: ignore[assignment]
-    calls = []
-
-    def fetch() -> str:
-        calls.append(1)
-        lock.wait_for(8)  # all 8 callers are in: the other 7 found this flight
-        return "shared"
-
-    results: list[str] = []
-    crowd(8, lambda: results.append(flights.do("k", fetch, wait=5)))
-    assert results == ["shared"] * 8 and len(calls) == 1
-
-
-def test_single_flight_shares_the_failure() -> None:
-    flights = SingleFlight()
-    flights._lock = lock = CountingLock()  # type: ignore[assignment]
-    calls = []
-
-    def fetch() -> str:
-        calls.append(1)
-        lock.wait_for(4)
-        raise UpstreamBusy("busy", retry_after=1)
-
-    errors: list[BaseException] = []
-    crowd(4, lambda: _capture(lambda: flights.do("k", fetch, wait=5), errors))
-    assert len(calls) == 1
-    assert len(errors) == 4 and all(isinstance(e, UpstreamBusy) for e in errors)
-    assert len({id(e) for e in errors}) == 4  # each thread raised its own object (and traceback)
-    assert {(str(e), e.retry_after) for e in errors} == {("busy", 1)}
-
-
-def test_concurrent_first_calls_for_one_contact_cost_one_upstream_call(upstream: responses.RequestsMock) -> None:
-    app = make_app({"APPINBOX_TOKEN_CACHE_TTL": 60})
-    flights = app.extensions["appinbox"].flights
-    flights._lock = lock = CountingLock()
-
-    def slow(request: Any) -> tuple[int, dict[str, str], str]:
-        lock.wait_for(6)  # every request has reached the single flight
-        return 200, {}, '{"token": "one"}'
-
-    upstream.add_callback(responses.POST, TOKEN_URL, callback=slow)
-    results: list[Any] = []
-    crowd(6, lambda: results.append(app.test_client(user=USERS["1"]).post("/appinbox/token").json))
-    assert results == [{"token": "one"}] * 6
+    upstream.post(TOKEN_URL, json={"token": "t"})
+    assert bulkhead.acquire(blocking=False)
+    try:
+        response = post(client)
+    finally:
+        bulkhead.release()
+    assert (response.status_code, response.json) == (503, {"error": "upstream_busy"})
+    assert response.headers["Retry-After"] == "1" and response.headers["Cache-Control"] == "no-store"
+    assert not upstream.calls
+    assert post(client).json == {"token": "t"}
     assert len(upstream.calls) == 1
 
 
-def test_a_listener_may_look_at_the_breaker_or_fail() -> None:
-    seen: list[str] = []
-    breaker = CircuitBreaker(1, 5)
-
-    def listener(old: str, new: str) -> None:
-        seen.append(breaker.state)  # would deadlock if called under the breaker's lock
-        raise RuntimeError("listener bug")
-
-    breaker.on_change = listener
-    breaker.failure(timeout=True)
-    assert seen == ["open"] and breaker.state == "open"
-
-
-def test_failing_signal_receivers_change_no_answer(upstream: responses.RequestsMock,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
-    from flask_appinbox import signals
-
-    app = make_app({"APPINBOX_BREAKER_THRESHOLD": 1, "APPINBOX_RETRIES": 0})
-
-    def broken(sender: Any, **kwargs: Any) -> None:
-        raise RuntimeError("receiver bug with " + USERS["1"].email)  # the value only at run time
-
-    for signal in (signals.token_issued, signals.token_failed, signals.breaker_opened):
-        signal.connect(broken, app)
-    try:
-        client = app.test_client(user=USERS["1"])
-        upstream.post(TOKEN_URL, json={"token": "t"})
-        clock = Clock()
-        app.extensions["appinbox"].breaker.clock = clock
-        assert client.post("/appinbox/token").json == {"token": "t"}
-        clock.now += 10  # no success for longer than a timeout
-        upstream.replace(responses.POST, TOKEN_URL, body=requests.exceptions.ReadTimeout("hang"))
-        assert client.post("/appinbox/token").json == {"error": "upstream_timeout"}
-        assert client.post("/appinbox/token").json == {"error": "upstream_unavailable"}
-    finally:
-        for signal in (signals.token_issued, signals.token_failed, signals.breaker_opened):
-            signal.disconnect(broken, app)
-    assert "receiver of appinbox.token-issued failed" in caplog.text
-    assert "alice@example.com" not in caplog.text
-
-
-def test_a_trial_that_ends_in_an_unexpected_error_frees_the_breaker(upstream: responses.RequestsMock) -> None:
-    app = make_app({"APPINBOX_BREAKER_THRESHOLD": 1, "APPINBOX_RETRIES": 0, "APPINBOX_BREAKER_COOLDOWN": 5})
+def test_a_hang_through_the_endpoint(upstream: responses.RequestsMock) -> None:
+    app = make_app()
     clock = Clock()
-    app.extensions["appinbox"].breaker.clock = clock
+    app.extensions["appinbox"].guard.clock = clock
+    timeout = app.config["APPINBOX_TIMEOUT"]
+    sent: list[tuple[str, Any]] = []
+
+    def opened(sender: Any, **kwargs: Any) -> None:
+        sent.append(("opened", sender))
+
+    def closed(sender: Any, **kwargs: Any) -> None:
+        sent.append(("closed", sender))
+
     client = app.test_client(user=USERS["1"])
     upstream.post(TOKEN_URL, body=requests.exceptions.ReadTimeout("hang"))
-    assert client.post("/appinbox/token").json == {"error": "upstream_timeout"}  # opens the breaker
-    assert app.extensions["appinbox"].breaker.state == "open"
-    clock.now += 5
+    with signals.guard_opened.connected_to(opened, app), signals.guard_closed.connected_to(closed, app):
+        for _ in range(HANG_CALLS):  # every thread's call timed out at once: no hang yet
+            assert post(client).json == {"error": "upstream_timeout"}
+        clock.now += timeout
+        assert post(client).status_code == 504  # nothing but timeouts for a whole timeout: a hang
+        assert sent == [("opened", app)]
+        calls = len(upstream.calls)
+        for _ in range(5):
+            response = post(client)
+            assert (response.status_code, response.json) == (503, {"error": "upstream_unavailable"})
+            assert response.headers["Retry-After"] == "1" and response.headers["Cache-Control"] == "no-store"
+        assert len(upstream.calls) == calls  # refused without a call
+
+        clock.now += PROBE_EVERY
+        assert post(client).status_code == 504  # the probe, still hanging
+        assert len(upstream.calls) == calls + 1
+        assert post(client).status_code == 503
+
+        clock.now += PROBE_EVERY
+        upstream.replace(responses.POST, TOKEN_URL, json={"token": "back"})
+        assert post(client).json == {"token": "back"}  # the probe gets through: the hang is over
+        assert sent == [("opened", app), ("closed", app)]
+        for _ in range(3):
+            assert post(client).json == {"token": "back"}
+    assert sent == [("opened", app), ("closed", app)]
+    assert len(upstream.calls) == calls + 5
+
+
+def test_a_probe_that_ends_in_an_unexpected_error_leaves_the_guard_working(
+        upstream: responses.RequestsMock) -> None:
+    """A bug below the client (here the adapter raising RuntimeError) during the probe must not leave the
+    guard refusing for good: a second later at most, a call goes through."""
+    app = make_app()
+    clock = Clock()
+    guard = app.extensions["appinbox"].guard
+    guard.clock = clock
+    client = app.test_client(user=USERS["1"])
+    upstream.post(TOKEN_URL, body=requests.exceptions.ReadTimeout("hang"))
+    for _ in range(HANG_CALLS):
+        post(client)
+    clock.now += guard.timeout
+    post(client)
+    assert guard.hung
+    clock.now += PROBE_EVERY
     upstream.replace(responses.POST, TOKEN_URL, body=RuntimeError("adapter bug"))
-    assert client.post("/appinbox/token").json == {"error": "internal_error"}  # the trial call
+    app.testing = False  # were the error to reach Flask: logged, and the endpoint's 503
+    calls = len(upstream.calls)
+    response = post(client)
+    assert response.status_code in (502, 503) and response.json["error"] in ("upstream_error", "internal_error")
+    assert len(upstream.calls) == calls + 1  # the probe was made
+    clock.now += PROBE_EVERY
     upstream.replace(responses.POST, TOKEN_URL, json={"token": "back"})
-    results: list[Any] = []
-    t = threading.Thread(target=lambda: results.append(app.test_client(user=USERS["1"]).post("/appinbox/token")))
-    t.start()
-    t.join()
-    assert results[0].json == {"token": "back"}  # another thread may try: the trial was given back
+    assert post(client).json == {"token": "back"}
+    assert not guard.hung
 
 
-def test_tenant_clients_are_evicted_least_recently_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    from flask_appinbox import extension
-
-    monkeypatch.setattr(extension, "_MAX_TENANT_CLIENTS", 3)
-    state = make_app().extensions["appinbox"]
-    state._clients.clear()
-    first = state.client_for("key-a")
-    state.client_for("key-b")
-    state.client_for("key-c")
-    assert state.client_for("key-a") is first  # used again: now the most recent
-    state.client_for("key-d")  # full: the least recently used (b) goes
-    assert list(state._clients) == ["key-c", "key-a", "key-d"]
-    assert state.client_for("key-a") is first
-
-
-def test_a_full_token_cache_drops_its_oldest_in_place() -> None:
-    from flask_appinbox.cache import TokenCache
-
+def test_rejections_and_rate_limits_make_no_hang(upstream: responses.RequestsMock) -> None:
+    app = make_app()
     clock = Clock()
-    cache = TokenCache(60, max_entries=100, clock=clock)
-    for i in range(100):
-        cache.set(i, f"t{i}")
-        clock.now += 0.01
-    items = cache._items
-    cache.set("new", "t")
-    assert cache._items is items  # no copy of 10,000 entries on every set when full
-    assert cache.get(0) is None and cache.get(1) == "t1" and cache.get("new") == "t" and len(items) == 100
-
-
-def test_timeouts_in_a_row_open_only_when_nothing_succeeded_for_a_timeout() -> None:
-    """A saturated but working worker: its threads' slow attempts time out together, just after a success."""
-    clock = Clock()
-    breaker = CircuitBreaker(4, 1, quiet=1.0, clock=clock)
-    breaker.success()
-    clock.now += 0.5
-    for _ in range(8):
-        breaker.failure(timeout=True)
-    assert breaker.state == "closed"  # eSputnik answered half a second ago: not a hang
-    clock.now += 0.5
-    breaker.failure(timeout=True)  # a whole timeout without a success, and still timing out
-    assert breaker.state == "open" and breaker.reason == "9 attempts in a row timed out"
+    guard = app.extensions["appinbox"].guard
+    guard.clock = clock
+    client = app.test_client(user=USERS["1"])
+    upstream.post(TOKEN_URL, status=401)
+    for _ in range(20):
+        assert post(client).json == {"error": "upstream_rejected"}
+        clock.now += 0.5
+    assert guard.admit() is True  # a 401 is an answer: retries stay
+    upstream.replace(responses.POST, TOKEN_URL, status=429, headers={"Retry-After": "60"})
+    for _ in range(20):
+        assert post(client).json == {"error": "upstream_rate_limited"}
+        clock.now += 0.5
+    assert not guard.hung
+    assert len(upstream.calls) == 40  # neither is retried
