@@ -93,10 +93,7 @@ class Guard:
                     self._probed = now
             hung = self.hung
         if hung != was:
-            if hung:
-                log.warning("eSputnik hangs (%d calls in a row timed out): token calls are refused, one probe a "
-                            "second", HANG_CALLS)
-            else:
-                log.warning("eSputnik answers again: token calls go through")
+            log.warning("eSputnik %s", "hangs (8 calls in a row timed out): token calls are refused, one probe a "
+                        "second" if hung else "answers again: token calls go through")
             if self.on_change is not None:
                 self.on_change(hung)
