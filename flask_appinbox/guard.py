@@ -8,7 +8,7 @@ Its rule, per process, for the calls of one :class:`~flask_appinbox.EsputnikClie
 - **Retries are budgeted**, as in Finagle's ``RetryBudget`` and gRPC's retry
   throttling: retries are what multiply eSputnik's load, so a call may retry
   only while at least 25 % of the attempts of the last 2 s succeeded (or fewer
-  than 10 were made). A flaky eSputnik keeps its retries; one that is down gets
+  than 3 were made). A flaky eSputnik keeps its retries; one that is down gets
   about one attempt per call. Unlike client-side adaptive throttling (Google's
   SRE book), first attempts never stop, so there is no failure rate at which
   the guard refuses everything.
@@ -38,7 +38,7 @@ log = logging.getLogger("flask_appinbox")
 
 WINDOW = 2.0  # seconds of attempts the retry budget looks at
 MIN_SUCCESS = 0.25  # retries while at least this share of those attempts succeeded
-MIN_ATTEMPTS = 10  # ... or while fewer attempts than this were made
+MIN_ATTEMPTS = 3  # ... or while fewer attempts than this were made (no data yet)
 HANG_CALLS = 8  # calls in a row that timed out on every attempt ...
 PROBE_EVERY = 1.0  # ... then one probe a second
 

@@ -67,19 +67,34 @@ def hang(guard: Guard, clock: Clock) -> None:
 
 
 def test_the_rule_s_constants() -> None:
-    assert (WINDOW, MIN_ATTEMPTS, HANG_CALLS, PROBE_EVERY) == (2.0, 10, 8, 1.0)
+    assert (WINDOW, MIN_ATTEMPTS, HANG_CALLS, PROBE_EVERY) == (2.0, 3, 8, 1.0)
 
 
 # -- the retry budget ---------------------------------------------------------------------------
 
-def test_retries_are_allowed_while_fewer_than_10_attempts_were_seen(guard: Guard) -> None:
+def test_retries_are_allowed_while_fewer_than_3_attempts_were_seen(guard: Guard) -> None:
     assert guard.admit() is True
-    guard.record(3, False)
-    guard.record(3, False)
-    guard.record(3, False)
-    assert guard.admit() is True  # 9 attempts, none succeeded: too few to judge
     guard.record(1, False)
-    assert guard.admit() is False  # 10
+    guard.record(1, False)
+    assert guard.admit() is True  # 2 attempts, none succeeded: too few to judge
+    guard.record(1, False)
+    assert guard.admit() is False  # 3
+
+
+def test_after_a_quiet_window_the_first_call_that_timed_out_stops_the_retries(guard: Guard, clock: Clock) -> None:
+    """4 threads stuck in a hang come back together, a whole call (3 attempts) later: the healthy calls
+    before it have left the 2 s window, so the first thread's 3 timed-out attempts already stop the
+    retries of every thread's next call (which then ends a timeout later: the second wave)."""
+    for _ in range(40):
+        guard.record(1, True)
+    clock.now += 3.3
+    for _ in range(4):
+        guard.record(3, False, timed_out=True)
+        assert guard.admit() is False
+    clock.now += TIMEOUT
+    for _ in range(4):
+        guard.record(1, False, timed_out=True)
+    assert guard.hung
 
 
 def test_retries_follow_the_share_of_attempts_that_succeeded(clock: Clock) -> None:
@@ -348,7 +363,7 @@ def post(client: Any) -> Any:
 
 def test_a_total_5xx_outage_costs_about_one_attempt_per_call() -> None:
     """A real server (``responses`` would count one attempt for a call that made three): once the budget has
-    seen 10 failed attempts, calls are made without retries, and no first attempt is refused."""
+    seen 3 failed attempts, calls are made without retries, and no first attempt is refused."""
     server = Upstream(answer(500, b"{}"))
     try:
         app = make_app({"APPINBOX_API_URL": server.url, "APPINBOX_RETRIES": 2, "APPINBOX_TIMEOUT": 2.0})
@@ -358,8 +373,8 @@ def test_a_total_5xx_outage_costs_about_one_attempt_per_call() -> None:
     finally:
         server.close()
     assert {(r.status_code, r.json["error"]) for r in answers} == {(502, "upstream_error")}
-    # 4 calls of 3 attempts teach the budget (12 >= 10 attempts, none succeeded), then 1 attempt a call.
-    assert server.requests == 4 * 3 + 46
+    # 1 call of 3 attempts teaches the budget (3 attempts, none succeeded), then 1 attempt a call.
+    assert server.requests == 3 + 49
     assert server.requests < 1.2 * 50
 
 
