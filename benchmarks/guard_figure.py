@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="seconds of load per p (default 10; quick 4)")
     parser.add_argument("--settle", type=float, default=2.0, help="healthy seconds before each p (2)")
     parser.add_argument("--rate", type=float, default=100.0, help="token calls/s (100)")
+    parser.add_argument("--p", type=float, action="append", help="a failure rate to run (repeatable; "
+                        "default 0, 0.1, ..., 1.0)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUT, help=f"the PNG ({OUT.relative_to(ROOT)})")
     args = parser.parse_args(argv)
@@ -118,11 +120,11 @@ def timeline(variant: str, settings: dict[str, Any], args: argparse.Namespace, l
             end = start_at + total + timeout
             tick = start_at
             while tick < end:
-                while changes and changes[0][0] <= time.monotonic() + 0.01:
+                g.sleep_until(tick)  # the phases start on a tick: 0, 5 and 15 s
+                while changes and changes[0][0] <= tick:
                     fake.configure(rates=changes.pop(0)[1])
-                polls.append((time.monotonic() - start_at, fake.stats()["requests"]))
+                polls.append((tick - start_at, fake.stats()["requests"]))  # as of the tick (a few ms late)
                 tick += 0.25
-                g.sleep_until(tick)  # the phases start on a tick: 5 and 15 s
 
         calls = loads.run_open(g.open_load(server, "token", args.rate, total, timeout), during=during)["token"]
         tally.add(calls)
@@ -138,7 +140,7 @@ def timeline(variant: str, settings: dict[str, Any], args: argparse.Namespace, l
 
     def count_at(t: float) -> int:
         """The fake's request count at the last poll before ``t``."""
-        before = [n for when, n in polls if when <= t]
+        before = [n for when, n in polls if when <= t + 1e-6]
         return before[-1] if before else 0
 
     attempts = [float(count_at(s + 1) - count_at(s)) for s in range(seconds)]
@@ -181,8 +183,8 @@ def draw(ps: list[float], sweeps: dict[str, dict[float, dict[str, float]]],
                   label=f"tokens/s, {LABELS[variant]}")
         line.plot(x, lines[variant]["attempts"], color=color, linewidth=1.2, linestyle=":", drawstyle="steps-mid",
                   label=f"upstream attempts/s, {LABELS[variant]}")
-    line.plot(x, lines["on"]["refusals"], color=COLORS["on"], linewidth=1.5, linestyle="--", drawstyle="steps-mid",
-              label=f"refusals/s, {LABELS['on']} (with the guard off: none)")
+        line.plot(x, lines[variant]["refusals"], color=color, linewidth=1.5, linestyle="--", drawstyle="steps-mid",
+                  label=f"refusals/s, {LABELS[variant]}")
     at = 0.0
     for name, seconds in PHASES:
         if "outage" in name:
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     variants = {"on": dict(g.BASE), "off": {**g.BASE, **g.OFF}}
-    ps = [round(0.1 * i, 1) for i in range(11)]
+    ps = sorted(args.p) if args.p else [round(0.1 * i, 1) for i in range(11)]
     tally = Tally()
     sweeps: dict[str, dict[float, dict[str, float]]] = {}
     lines: dict[str, dict[str, list[float]]] = {}
