@@ -15,9 +15,10 @@ no call waits for a thread, so a client sees the endpoint's own time.
 It fails (exit status 1) when: an answer is outside the contract (API.md), a
 worker crashed (gunicorn's log: boots beyond the first, exits, timeouts; the
 first workers' pids must still be alive), the API key shows in an answer or the
-log, the slowest answer exceeds the time budget
-``(retries + 1) * timeout + retries * 1 s`` (at most a second between attempts) plus ``--allowance``
-seconds, or not every call ran before the deadline.
+log, the slowest answer exceeds the package's time budget
+(``flask_appinbox.client.time_budget``: every attempt's timeout and the backoffs
+between them, 3.3 s here) plus ``--allowance`` seconds, or not every call ran
+before the deadline.
 
 Then, on the same server, hostile requests (issue 17), each answer held to its
 expected status, and the gunicorn log's "Traceback" lines counted per case:
@@ -56,10 +57,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as h  # noqa: E402
 
+from flask_appinbox.client import time_budget  # noqa: E402
+
 RATES = {"delay": 0.05, "reset": 0.03, "5xx": 0.05, "429": 0.04, "garbage": 0.03}
 ALLOWED = frozenset({"ok", "upstream_error", "upstream_timeout", "upstream_rate_limited",
                      "upstream_busy", "upstream_unavailable"})
-BACKOFF_MAX = 1.0  # seconds: the longest wait between two attempts the budget allows
 TRACEBACK = "Traceback (most recent call last)"
 NESTED = {  # name: body; all but the last under the endpoint's 1 KiB limit
     "[ x 1000": b"[" * 1000,
@@ -376,8 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         settings[key] = json.loads(value)
     timeout = float(settings["APPINBOX_TIMEOUT"])  # type: ignore[arg-type]
     retries = int(settings["APPINBOX_RETRIES"])  # type: ignore[call-overload]
-    # An upper bound: every attempt times out, and each wait between attempts is at most a second.
-    budget = (retries + 1) * timeout + retries * BACKOFF_MAX
+    budget = time_budget(timeout, retries)  # the package's own: every attempt's timeout and the backoffs
     rates = json.loads(args.rates)
     print(f"{args.calls} token calls, {args.clients} clients, gunicorn 2 workers x {args.threads} threads; "
           + ", ".join(f"{k}={v}" for k, v in settings.items()))
