@@ -31,6 +31,9 @@ c. hang and recovery, gthread 2 x 4: GET /const at 100/s beside token calls at
    ``--phase`` s each. Targets: the constant route's throughput (200s completed
    within the phase) B / A >= 0.90; of the token calls due 2 s or more after the
    fake recovered, >= 95 % got a token. Guard on (off printed in the full run).
+   Printed beside it: the share of the constant route's calls answered within 1 s,
+   B / A (a backlog served late in the phase counts in the throughput, not here),
+   and when the first token call was refused.
 d. capacity against a 100 ms eSputnik, closed loop on purpose (browsers): one
    gevent worker (--worker-connections 1000) with 64 clients back to back: tokens/s
    printed, target 0 refusals; gthread 2 x 4 with 16 clients: tokens/s and its ratio
@@ -77,6 +80,7 @@ ANY_OUTCOME = frozenset().union(*h.CONTRACT.values())
 REFUSALS = frozenset({"upstream_busy", "upstream_unavailable"})
 SCENARIOS = ("a", "b", "c", "d")
 RECOVERED = 2.0  # c: calls due this long after the fake recovered must get tokens
+PROMPT = 1.0  # c: a constant-route answer slower than this is printed as a stalled page view
 BACKOFF_MAX = 1.0  # seconds: the longest wait between two attempts the client timeout allows for
 # a: p -> (the rule, its text); on and off are shares of the calls served.
 FLAKY_TARGETS: dict[float, tuple[Callable[[float, float], bool], str]] = {
@@ -324,12 +328,24 @@ def hang(variant: str, settings: dict[str, Any], args: argparse.Namespace,
         some = [c for c in token_c if s <= c.due - marks["C"] < s + 1]  # type: ignore[operator]
         timeline.append(served_share(some))
     late = [c for c in token_c if c.due - marks["C"] >= RECOVERED]  # type: ignore[operator]
-    figures = {"ratio": ratio(tput["B"], tput["A"]), "recovered": served_share(late), "late": len(late)}
+
+    def prompt(phase: str) -> float:
+        """The share of the constant route's calls due in the phase answered within PROMPT seconds."""
+        lo, hi = windows[phase]
+        some = [c for c in calls["const"] if c.due is not None and lo <= c.due < hi]
+        return sum(1 for c in some if c.status == 200 and c.latency <= PROMPT) / len(some) if some else math.nan
+
+    refused = [c.start + c.latency for c in calls["token"] if c.outcome in REFUSALS and c.start >= marks["B"]]
+    figures = {"ratio": ratio(tput["B"], tput["A"]), "recovered": served_share(late), "late": len(late),
+               "prompt": ratio(prompt("B"), prompt("A")),
+               "first_refusal": min(refused) - marks["B"] if refused else math.nan}
     print(f"  c. guard {variant}: constant route {tput['A']:.1f} -> {tput['B']:.1f} -> {tput['C']:.1f} answers/s "
           f"(A, B, C); B / A {figures['ratio']:.3f}")
     print("     token calls due in C, share with a token per second after the recovery: "
           + " ".join(fmt(x) for x in timeline))
     print(f"     due >= {RECOVERED:.0f} s after it: {figures['recovered']:.1%} of {len(late)} got a token")
+    print(f"     constant route answered within {PROMPT:.0f} s: A {prompt('A'):.1%}, B {prompt('B'):.1%}, "
+          f"C {prompt('C'):.1%}; first refusal {fmt(figures['first_refusal'])} s after the hang began")
     for phase, (lo, hi) in windows.items():
         for kind in ("const", "token"):
             some = [c for c in calls[kind] if c.due is not None and lo <= c.due < hi]
@@ -475,6 +491,9 @@ def main(argv: list[str] | None = None) -> int:
             table.row("c", "const B / A", f"{on_c['ratio']:.3f}", fmt(off_c.get("ratio", math.nan), 3), ">= 0.90",
                       on_c["ratio"] >= 0.90 if full else None,
                       f"c. the constant route keeps {on_c['ratio']:.1%} of its throughput through the hang (>= 90 %)")
+            table.row("c", f"const within {PROMPT:.0f} s, B / A", fmt(on_c["prompt"], 3),
+                      fmt(off_c.get("prompt", math.nan), 3))
+            table.row("c", "first refusal, s into B", fmt(on_c["first_refusal"]), "")
             table.row("c", f"tokens due >= {RECOVERED:.0f} s into C", f"{on_c['recovered']:.1%}",
                       "-" if not off_c else f"{off_c['recovered']:.1%}", ">= 95 %", on_c["recovered"] >= 0.95,
                       f"c. {on_c['recovered']:.1%} of the {on_c['late']} token calls due >= {RECOVERED:.0f} s "
