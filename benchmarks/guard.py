@@ -45,7 +45,7 @@ Absolute rates are printed, never gated: what is held is correctness and ratios
 measured side by side. ``--quick`` (CI: under 3 minutes, and it must pass with
 other work on the machine) runs a at p = 0.5 only, b, c and d with the guard on
 only, and holds what stays true on a busy machine: e, b, the recovery share of c,
-and p = 0.5 with the margin ``QUICK_P05`` (on >= 0.8 x off); the rest is printed.
+and p = 0.5 (``QUICK_P05``: on >= 0.9 x off, as in the full run); the rest is printed.
 
 ``--set KEY=VALUE`` changes a setting in every run (the off runs keep the guard
 off). ``--only a,c`` runs some of the scenarios. Exit status 1 when a target is
@@ -88,8 +88,10 @@ FLAKY_TARGETS: dict[float, tuple[Callable[[float, float], bool], str]] = {
     0.5: (lambda on, off: on >= 0.9 * off, "on >= 0.9 x off"),
     0.7: (lambda on, off: on >= 0.5 * off, "on >= 0.5 x off"),
 }
-# --quick: p = 0.5 with a margin for a loaded machine and 10-s runs (see the README for the spread measured).
-QUICK_P05 = 0.8
+# --quick: p = 0.5 with 10-s runs. Measured on the small core, 6 runs (4 with two CPU-bound loops beside,
+# seeds 1-3): on / off 1.00-1.01; the share served varies by ~1.2 points (binomial, 1,000 calls), so 0.9 is
+# ~6 standard deviations away, and a cliff (0.2's breaker: 0.16-0.75) still fails it.
+QUICK_P05 = 0.9
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
