@@ -11,17 +11,19 @@ APPINBOX_GUARD=False (retries alone), each measured the same way as
    healthy fake (so that each p starts from a guard that has seen a healthy
    eSputnik). The share of page views (calls) served a token, and the upstream
    attempts per call (counted at the fake);
-2. an outage timeline, 2 workers x 4 threads: healthy 5 s, every attempt a 5xx for
-   10 s, healthy 5 s. Per second (by when the page view came): tokens, refusals
-   (``upstream_busy``/``upstream_unavailable``), and the attempts eSputnik received.
+2. two outage timelines, 2 workers x 4 threads: healthy 5 s, then for 10 s every
+   attempt a 5xx (or: eSputnik hangs, accepting and never answering), healthy 5 s.
+   Per second: tokens and refusals (``upstream_busy``/``upstream_unavailable``) by
+   when the answer came, and the attempts eSputnik received (its count polled every
+   0.25 s). A backlog served after the outage shows as a burst of tokens and attempts.
 
-The figure has three panels: share served vs p; attempts per call vs p; the
-timeline. The figures are printed too. Every answer is held to the contract;
-exit status 1 when one is outside it or a worker crashed (the figure is still
-written).
+The figure has four panels: share served vs p; attempts per call vs p; the 5xx
+outage's timeline; the hang's. The figures are printed too. Every answer is held
+to the contract; exit status 1 when one is outside it or a worker crashed (the
+figure is still written).
 
-    python benchmarks/guard_figure.py            # about 7 minutes
-    python benchmarks/guard_figure.py --quick    # shorter runs, about 4 minutes
+    python benchmarks/guard_figure.py            # about 8 minutes
+    python benchmarks/guard_figure.py --quick    # shorter runs, about 5 minutes
 """
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ import guard as g  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "_static" / "guard.png"
-PHASES = (("healthy", 5.0), ("5xx outage", 10.0), ("healthy", 5.0))
+PHASES = (("healthy", 5.0), ("outage", 10.0), ("healthy", 5.0))
+OUTAGES = {"5xx": "every attempt a 5xx", "hang": "eSputnik hangs"}
 COLORS = {"on": "#1f6fb4", "off": "#d9731a"}
 LABELS = {"on": "guard on (default)", "off": "APPINBOX_GUARD = False"}
 
@@ -96,9 +99,10 @@ def sweep(variant: str, settings: dict[str, Any], ps: list[float], args: argpars
     return out
 
 
-def timeline(variant: str, settings: dict[str, Any], args: argparse.Namespace, loads: h.LoadProcesses,
-             tally: Tally) -> dict[str, list[float]]:
-    """Tokens, refusals and upstream attempts per second through healthy, outage, healthy."""
+def timeline(outage: str, variant: str, settings: dict[str, Any], args: argparse.Namespace,
+             loads: h.LoadProcesses, tally: Tally) -> dict[str, list[float]]:
+    """Tokens, refusals and upstream attempts per second through healthy, outage (``"5xx"`` or
+    ``"hang"``), healthy."""
     timeout = g.client_timeout(settings)
     total = sum(seconds for _, seconds in PHASES)
     polls: list[tuple[float, int]] = []
@@ -112,17 +116,19 @@ def timeline(variant: str, settings: dict[str, Any], args: argparse.Namespace, l
             """Switch the fake at each phase's start; poll its request count every 0.25 s until
             the last call has had time to finish."""
             start[0] = start_at
-            changes = []
+            changes: list[tuple[float, dict[str, Any]]] = []
             at = start_at
             for name, seconds in PHASES:
-                changes.append((at, {"5xx": 1.0} if "outage" in name else {}))
+                bad = name == "outage"
+                changes.append((at, ({"rates": {"5xx": 1.0}} if bad else {"rates": {}}) if outage == "5xx"
+                                else {"mode": "hang" if bad else "healthy"}))
                 at += seconds
             end = start_at + total + timeout
             tick = start_at
             while tick < end:
                 g.sleep_until(tick)  # the phases start on a tick: 0, 5 and 15 s
                 while changes and changes[0][0] <= tick:
-                    fake.configure(rates=changes.pop(0)[1])
+                    fake.configure(**changes.pop(0)[1])
                 polls.append((tick - start_at, fake.stats()["requests"]))  # as of the tick (a few ms late)
                 tick += 0.25
 
@@ -132,8 +138,8 @@ def timeline(variant: str, settings: dict[str, Any], args: argparse.Namespace, l
     seconds = int(total)
     tokens = [0.0] * seconds
     refusals = [0.0] * seconds
-    for c in calls:
-        s = math.floor((c.due or c.start) - start[0])
+    for c in calls:  # by when the answer came, as the attempts
+        s = math.floor(c.start + c.latency - start[0])
         if 0 <= s < seconds:
             tokens[s] += c.status == 200
             refusals[s] += c.outcome in g.REFUSALS
@@ -144,22 +150,21 @@ def timeline(variant: str, settings: dict[str, Any], args: argparse.Namespace, l
         return before[-1] if before else 0
 
     attempts = [float(count_at(s + 1) - count_at(s)) for s in range(seconds)]
-    print(f"  guard {variant}, per second: tokens " + " ".join(f"{x:.0f}" for x in tokens))
-    print(f"  guard {variant}, per second: refusals " + " ".join(f"{x:.0f}" for x in refusals))
-    print(f"  guard {variant}, per second: upstream attempts " + " ".join(f"{x:.0f}" for x in attempts))
+    for name, values in (("tokens", tokens), ("refusals", refusals), ("upstream attempts", attempts)):
+        print(f"  {outage}, guard {variant}, per second: {name} " + " ".join(f"{x:.0f}" for x in values))
     return {"tokens": tokens, "refusals": refusals, "attempts": attempts}
 
 
 def draw(ps: list[float], sweeps: dict[str, dict[float, dict[str, float]]],
-         lines: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> None:
+         lines: dict[str, dict[str, dict[str, list[float]]]], args: argparse.Namespace) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=(9.6, 8.4), dpi=110, layout="constrained")
+    fig = plt.figure(figsize=(9.6, 8.8), dpi=110, layout="constrained")
     grid = fig.add_gridspec(2, 2)
-    served, attempts, line = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
+    served, attempts = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
     for variant in ("off", "on"):
         style: dict[str, Any] = {"color": COLORS[variant], "marker": "o", "markersize": 4, "label": LABELS[variant]}
         served.plot(ps, [100 * sweeps[variant][p]["served"] for p in ps], **style)
@@ -176,25 +181,32 @@ def draw(ps: list[float], sweeps: dict[str, dict[float, dict[str, float]]],
     served.legend(fontsize=8, loc="lower left")
     attempts.legend(fontsize=8, loc="upper left")
 
-    x = [s + 0.5 for s in range(len(lines["on"]["tokens"]))]
-    for variant in ("off", "on"):
-        color = COLORS[variant]
-        line.plot(x, lines[variant]["tokens"], color=color, linewidth=2, drawstyle="steps-mid",
-                  label=f"tokens/s, {LABELS[variant]}")
-        line.plot(x, lines[variant]["attempts"], color=color, linewidth=1.2, linestyle=":", drawstyle="steps-mid",
-                  label=f"upstream attempts/s, {LABELS[variant]}")
-        line.plot(x, lines[variant]["refusals"], color=color, linewidth=1.5, linestyle="--", drawstyle="steps-mid",
-                  label=f"refusals/s, {LABELS[variant]}")
-    at = 0.0
-    for name, seconds in PHASES:
-        if "outage" in name:
-            line.axvspan(at, at + seconds, color="#c0392b", alpha=0.08)
-        line.text(at + seconds / 2, 1.02, name, transform=line.get_xaxis_transform(), ha="center", fontsize=9)
-        at += seconds
-    line.set(xlabel="seconds (page views by when they came)", ylabel="per second", xlim=(0, at), ylim=(0, None))
-    line.set_title(f"An outage and its recovery ({args.rate:.0f} page views/s, gunicorn 2 × 4 threads)", pad=16)
-    line.grid(alpha=0.3)
-    line.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
+    first = None
+    for column, (outage, title) in enumerate(OUTAGES.items()):
+        line = fig.add_subplot(grid[1, column], sharey=first)
+        first = first or line
+        x = [s + 0.5 for s in range(len(lines[outage]["on"]["tokens"]))]
+        for variant in ("off", "on"):
+            color, label, data = COLORS[variant], LABELS[variant], lines[outage][variant]
+            line.plot(x, data["tokens"], color=color, linewidth=2, drawstyle="steps-mid", label=f"tokens/s, {label}")
+            line.plot(x, data["refusals"], color=color, linewidth=1.5, linestyle="--", drawstyle="steps-mid",
+                      label=f"refusals/s, {label}")
+            line.plot(x, data["attempts"], color=color, linewidth=1.2, linestyle=":", drawstyle="steps-mid",
+                      label=f"upstream attempts/s, {label}")
+        at = 0.0
+        for name, seconds in PHASES:
+            if name == "outage":
+                line.axvspan(at, at + seconds, color="#c0392b", alpha=0.08)
+            line.text(at + seconds / 2, 1.02, name, transform=line.get_xaxis_transform(), ha="center", fontsize=8)
+            at += seconds
+        line.set(xlabel="seconds (answers and attempts as they happened)", ylabel="per second", xlim=(0, at))
+        line.set_title(f"{title} for 10 s ({args.rate:.0f} page views/s,\ngunicorn 2 workers × 4 threads)",
+                       fontsize=10, pad=16)
+        line.grid(alpha=0.3)
+    assert first is not None
+    first.set_ylim(bottom=0)
+    handles, labels = first.get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncol=2, frameon=False)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)
     plt.close(fig)
@@ -208,16 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     ps = sorted(args.p) if args.p else [round(0.1 * i, 1) for i in range(11)]
     tally = Tally()
     sweeps: dict[str, dict[float, dict[str, float]]] = {}
-    lines: dict[str, dict[str, list[float]]] = {}
+    lines: dict[str, dict[str, dict[str, list[float]]]] = {outage: {} for outage in OUTAGES}
     with h.LoadProcesses(2) as loads:
         for variant, settings in variants.items():
             print(f"== flaky sweep, guard {variant}, {args.seconds:.0f} s per p", flush=True)
             sweeps[variant] = g.retried(lambda: sweep(variant, settings, ps, args, loads, tally),  # noqa: B023
                                         f"sweep {variant}")
-        for variant, settings in variants.items():
-            print(f"== outage timeline, guard {variant}", flush=True)
-            lines[variant] = g.retried(lambda: timeline(variant, settings, args, loads, tally),  # noqa: B023
-                                       f"timeline {variant}")
+        for outage in OUTAGES:
+            for variant, settings in variants.items():
+                print(f"== {outage} timeline, guard {variant}", flush=True)
+                lines[outage][variant] = g.retried(
+                    lambda: timeline(outage, variant, settings, args, loads, tally),  # noqa: B023
+                    f"{outage} timeline {variant}")
     print("\n   p   served on  served off   attempts on  attempts off")
     for p in ps:
         on, off = sweeps["on"][p], sweeps["off"][p]
