@@ -176,6 +176,20 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def memory_kib(pid: int) -> dict[str, int]:
+    """``VmRSS`` (now) and ``VmHWM`` (the peak so far) of a process, in KiB, from ``/proc/<pid>/status``."""
+    found: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name in ("VmRSS", "VmHWM"):
+                    found[name] = int(value.split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -619,6 +633,11 @@ CONTRACT: dict[int, set[str]] = {
 NEEDS_RETRY_AFTER = {"upstream_busy", "upstream_unavailable", "upstream_rate_limited"}
 
 
+def sane_retry_after(value: str | None) -> bool:
+    """A ``Retry-After`` a browser can use: ASCII digits, 0 to 86,400 seconds (``"²"`` is not a digit here)."""
+    return value is not None and re.fullmatch(r"[0-9]{1,5}", value) is not None and int(value) <= 86_400
+
+
 def token_checker(allowed: set[str]) -> Callable[[requests.Response], str | None]:
     """A check for one token answer: the contract's status/error pairs, limited to ``allowed`` outcomes."""
 
@@ -648,8 +667,8 @@ def token_checker(allowed: set[str]) -> Callable[[requests.Response], str | None
                 return f"{status} {outcome!r} is not in the contract"
             if status == 404 and body.get("token") != "":
                 return "404 without token: ''"
-        if outcome in NEEDS_RETRY_AFTER and not (response.headers.get("Retry-After") or "").isdigit():
-            return f"{status} {outcome} without a Retry-After in seconds"
+        if outcome in NEEDS_RETRY_AFTER and not sane_retry_after(response.headers.get("Retry-After")):
+            return f"{status} {outcome} without a Retry-After of 0..86400 seconds"
         if outcome not in allowed:
             return f"{status} {outcome} was not expected in this run"
         return None
