@@ -73,8 +73,7 @@ class FakeEsputnik:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if self._own:
-            self.mock.stop()
-            self.mock.reset()
+            self.mock.stop()  # its answers stay registered: the fake can be entered again
 
     # -- what eSputnik answers ---------------------------------------------------------
 

@@ -49,6 +49,7 @@ from flask_appinbox import ConfigurationError
     ("APPINBOX_TRUSTED_ORIGINS", ["ftp://shop.example"]),
     ("APPINBOX_TRUSTED_ORIGINS", [None]),
     ("APPINBOX_TRUSTED_ORIGINS", 1),
+    ("APPINBOX_TRUSTED_ORIGINS", [("https", "shop.example", 443)]),
     ("APPINBOX_TIMEOUT", 0),
     ("APPINBOX_TIMEOUT", -1),
     ("APPINBOX_TIMEOUT", "5"),
@@ -67,8 +68,10 @@ from flask_appinbox import ConfigurationError
     ("APPINBOX_CREATE_CONTACTS", "yes"),
     ("APPINBOX_TOKEN_CACHE_TTL", -5),
     ("APPINBOX_TOKEN_CACHE_TTL", "60"),
+    ("APPINBOX_TOKEN_CACHE_TTL", 86401),
     ("APPINBOX_MAX_CONCURRENT", 0),
     ("APPINBOX_SANDBOX_CONTACTS", "a@b.c"),
+    ("APPINBOX_MAX_CONCURRENT", 100_001),
 ])
 def test_bad_values_name_the_key(key: str, value: Any) -> None:
     with pytest.raises(ConfigurationError) as info:
@@ -113,7 +116,9 @@ def test_missing_required_keys() -> None:
     ("APPINBOX_RETRIES", 0, "retries", 0),
     ("APPINBOX_GUARD", "false", "guard", False),
     ("APPINBOX_MAX_CONCURRENT", 16, "max_concurrent", 16),
+    ("APPINBOX_MAX_CONCURRENT", 100_000, "max_concurrent", 100_000),
     ("APPINBOX_TOKEN_CACHE_TTL", 30.5, "token_cache_ttl", 30.5),
+    ("APPINBOX_TOKEN_CACHE_TTL", 86400, "token_cache_ttl", 86400.0),
     ("APPINBOX_API_KEY", 1234567890, "api_key", "1234567890"),  # from_prefixed_env() makes all-digit values ints
 ])
 def test_good_values(key: str, value: Any, attribute: str, expected: Any) -> None:

@@ -1,16 +1,29 @@
 """The CLI, signals, Flask-Babel, tenants, shared caches and the testing helper."""
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import pytest
+import requests
 import responses
 from conftest import API_KEY, SITE_ID, USERS, make_app
 from flask import Flask, render_template_string
 from flask_login import login_user
 
-from flask_appinbox import ConfigurationError, signals
+import flask_appinbox
+from flask_appinbox import ConfigurationError, EsputnikClient, UpstreamError, signals
+from flask_appinbox.client import DEFAULT_API_URL, TOKEN_PATH
 from flask_appinbox.testing import FAULTS, FakeEsputnik
+
+
+def test_the_package_exports_its_public_names() -> None:
+    # `from flask_appinbox import *` gives the classes and functions it imports, not its modules.
+    public = {name for name, value in vars(flask_appinbox).items()
+              if not name.startswith("_") and not isinstance(value, types.ModuleType)}
+    assert sorted(flask_appinbox.__all__) == sorted(public | {"__version__"})
+    assert all(getattr(flask_appinbox, name) is not None for name in flask_appinbox.__all__)
+
 
 # -- the testing helper ---------------------------------------------------------------------
 
@@ -39,6 +52,24 @@ def test_fake_esputnik_token_unknown_and_created() -> None:
         assert response.headers["Retry-After"] == "40"
     with pytest.raises(ValueError):
         esputnik.fault("meteor")
+
+
+def test_fake_esputnik_faults_are_what_they_say() -> None:
+    # "connection" and "garbage" both answer 502 upstream_error at the endpoint: the client tells them apart.
+    client = EsputnikClient(API_KEY, retries=0)
+    with FakeEsputnik() as esputnik:
+        esputnik.fault("connection")
+        with pytest.raises(UpstreamError) as refused:
+            client.contact_token({"email": "alice@example.com"})
+        esputnik.fault("garbage")
+        with pytest.raises(UpstreamError) as garbage:
+            client.contact_token({"email": "alice@example.com"})
+        esputnik.fault("rate_limited")
+        plain_429 = requests.post(DEFAULT_API_URL + TOKEN_PATH, json={"email": "alice@example.com"}, timeout=1)
+    assert (str(refused.value), refused.value.status_code) == ("cannot reach eSputnik: ConnectionError", None)
+    assert (str(garbage.value), garbage.value.status_code) == ("eSputnik's answer is not JSON", 200)
+    assert plain_429.status_code == 429 and "Retry-After" not in plain_429.headers  # none unless one is given
+    client.close()
 
 
 def test_fake_esputnik_shares_a_mock(upstream: responses.RequestsMock) -> None:
@@ -154,6 +185,12 @@ def test_a_per_process_token_cache_in_a_multi_process_server_is_warned(
     assert ("APPINBOX_TOKEN_CACHE" in caplog.text and "per process" in caplog.text) == warned
 
 
+def test_no_token_cache_is_not_warned(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("SERVER_SOFTWARE", "gunicorn/23.0.0")
+    make_app({"APPINBOX_TOKEN_CACHE_TTL": 0})
+    assert "per process" not in caplog.text
+
+
 def test_a_shared_token_cache_is_not_warned(monkeypatch: pytest.MonkeyPatch,
                                             caplog: pytest.LogCaptureFixture) -> None:
     from cachelib import SimpleCache
@@ -175,6 +212,13 @@ def test_cli_snippet() -> None:
     assert "<script>eS('init', {\"RECOMS\": true});</script>" in anonymous.output
     bad = runner.invoke(args=["appinbox", "snippet", "--language", "klingon"])
     assert bad.exit_code == 1 and "ISO 639-1" in bad.output
+
+
+def test_cli_snippet_names_a_bad_key_of_a_tenant() -> None:
+    app = make_app({"APPINBOX_API_KEY": lambda: " bad key "})
+    result = app.test_cli_runner().invoke(args=["appinbox", "snippet"])
+    assert result.exit_code == 1 and "Error: APPINBOX_API_KEY: must be a non-empty string" in result.output
+    assert "bad key" not in result.output
 
 
 def test_cli_snippet_takes_no_per_request_nonce() -> None:
@@ -294,6 +338,17 @@ def test_two_tenants_in_one_app(upstream: responses.RequestsMock) -> None:
     assert state.client_for.cache_info().currsize == 2
 
 
+def test_tenants_clients_beyond_256_are_dropped_least_recently_used_first() -> None:
+    state = tenant_app().extensions["appinbox"]
+    first, second = state.client_for("key-0"), state.client_for("key-1")
+    for n in range(2, 257):  # 257 accounts
+        state.client_for(f"key-{n}")
+    assert state.client_for.cache_info().currsize == 256
+    assert state.client_for("key-1") is second
+    assert state.client_for("key-0") is not first  # dropped, made again
+    first.close()
+
+
 def test_tenant_with_a_malformed_key_is_503_not_500(upstream: responses.RequestsMock,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     app = make_app({"APPINBOX_API_KEY": lambda: " bad key "})
@@ -352,3 +407,16 @@ def test_shared_cache_needs_a_ttl_and_the_right_shape() -> None:
         make_app({"APPINBOX_TOKEN_CACHE": SimpleCache()})
     with pytest.raises(ConfigurationError, match="APPINBOX_TOKEN_CACHE"):
         make_app({"APPINBOX_TOKEN_CACHE": {"not": "a cache"}, "APPINBOX_TOKEN_CACHE_TTL": 5})
+
+
+def test_fake_esputnik_can_be_entered_again() -> None:
+    import requests
+
+    fake = FakeEsputnik()
+    for token in ("one", "two"):
+        with fake:
+            fake.token(token)
+            answer = requests.post("https://esputnik.com/api/v1/auth/contact/token", json={"email": "a@b.cc"},
+                                   timeout=5)
+        assert answer.json() == {"token": token}
+    assert fake.token_requests == [{"email": "a@b.cc"}] * 2

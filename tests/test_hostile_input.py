@@ -48,6 +48,14 @@ def test_an_announced_large_body_is_not_read(alice: Any) -> None:
     assert body.read_bytes <= MiB
 
 
+def test_a_body_announced_over_the_limit_is_refused_unread(alice: Any, upstream: responses.RequestsMock) -> None:
+    body = CountingBody(1025)
+    response = alice.post("/appinbox/token", environ_overrides={"wsgi.input": body, "CONTENT_LENGTH": "1025"})
+    assert (response.status_code, response.json) == (400, {"error": "bad_request"})
+    assert response.headers["Connection"] == "close"
+    assert body.read_bytes == 0 and not upstream.calls
+
+
 @pytest.mark.parametrize("body", [b"[" * 1000, b'{"a":' * 1000, b"[" * 100_000, b"[]", b"1", b'"x"', b"null",
                                   b"{\"renew\": 1}", b"\xff\xfe", b"{"])
 def test_a_body_that_is_not_a_json_object_is_400(alice: Any, upstream: responses.RequestsMock, body: bytes,

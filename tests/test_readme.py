@@ -1,6 +1,7 @@
 """The README's commands and quickstart work as written."""
 from __future__ import annotations
 
+import importlib
 import re
 import textwrap
 from pathlib import Path
@@ -137,3 +138,14 @@ def test_the_readme_installs_what_works_today() -> None:
     assert "git+" not in README and "<owner>" not in README
     before, _, after = install.partition("pip install Flask-AppInbox")
     assert after and "after a release" in before.lower()[-80:]
+
+
+def test_what_the_api_reference_documents_is_exported() -> None:
+    # Bare names are flask_appinbox's (``.. module:: flask_appinbox``); dotted ones name their module.
+    text = (ROOT / "docs" / "api.rst").read_text()
+    names = re.findall(r"^\.\. auto(?:class|function|exception|data):: ([\w.]+)", text, flags=re.M)
+    assert len(names) >= 15
+    for name in names:
+        module_name, _, attribute = name.rpartition(".") if "." in name else ("flask_appinbox", "", name)
+        module = importlib.import_module(module_name)
+        assert attribute in module.__all__, name

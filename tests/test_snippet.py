@@ -26,6 +26,21 @@ def render(app: Flask, source: str = "{{ appinbox_script() }}", user: Any = USER
         return render_template_string(source, **ctx)
 
 
+def test_outside_a_request_the_snippet_follows_enabled_and_asks_no_tenant() -> None:
+    # No request, no tenant: render_script() reads APPINBOX_ENABLED and calls neither per-request callable.
+    from flask import request
+
+    from flask_appinbox.snippet import render_script
+
+    app = make_app({"APPINBOX_API_KEY": lambda: request.headers["X-Key"],
+                    "APPINBOX_SITE_ID": lambda: request.headers["X-Site"]})
+    with app.app_context():
+        html = render_script(logged_in=True)
+    assert html.startswith("<script>") and '"/appinbox/token"' in html
+    with make_app({"APPINBOX_ENABLED": False}).app_context():
+        assert render_script(logged_in=True) == ""
+
+
 def scripts(html: str) -> list[str]:
     return re.findall(r"<script[^>]*>.*?</script>", html, flags=re.S)
 
