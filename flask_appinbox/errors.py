@@ -1,17 +1,18 @@
-"""Exceptions raised by Flask-AppInbox.
+"""Exceptions raised by Flask-AppInbox. No Flask in here.
 
-A failure to get a token is an :class:`~werkzeug.exceptions.HTTPException`, as
-Flask-WTF's ``CSRFError`` is: raised out of the token view, it answers the
-contract's JSON by itself, and a site that wants another answer registers
-``@app.errorhandler(UpstreamError)`` (or a subclass, or ``ContactNotFound``).
+A failure to get a token (:class:`ContactNotFound`, :class:`UpstreamError` and its
+subclasses) carries the token endpoint's answer: ``status`` and ``error``. ``init_app``
+answers it with the contract's JSON through an error handler on a private base class
+that comes last in their method resolution order, so that a site's own
+``@app.errorhandler(UpstreamError)`` (or a subclass, ``ContactNotFound``, or
+``AppInboxError``) is always the more specific one and wins, as with Flask-WTF's
+``CSRFError``. (HTTP exceptions would not do: Flask files an ``HTTPException``'s handler
+under its status code, so a handler for ``UpstreamError``, 502, would miss
+``UpstreamTimeout``, 504.)
 """
 from __future__ import annotations
 
-import json
 from typing import Any
-
-from werkzeug.exceptions import HTTPException
-from werkzeug.wrappers import Response
 
 
 class AppInboxError(Exception):
@@ -26,43 +27,28 @@ class ConfigurationError(AppInboxError, ValueError):
         self.key = key
 
 
-class _Answer(AppInboxError, HTTPException):
-    """A failure that answers ``{"error": <error>}`` with ``Cache-Control: no-store``."""
+class _Answer(Exception):
+    """A failure the token endpoint answers with ``status`` and ``{"error": <error>}``."""
 
-    code = 502
+    status = 502
     error = "upstream_error"
-
-    def __init__(self, message: str = "", *, status_code: int | None = None, retry_after: int | None = None) -> None:
-        HTTPException.__init__(self, description=message or None)
-        self.args = (message,)
-        self.status_code = status_code  # eSputnik's HTTP status, when it answered
-        self.retry_after = retry_after  # seconds, for the browser's Retry-After
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+    retry_after: int | None = None
 
     def body(self) -> dict[str, Any]:
         return {"error": self.error}
 
-    def get_response(self, environ: Any = None, scope: Any = None) -> Response:
-        response = Response(json.dumps(self.body()), self.code, mimetype="application/json")
-        response.headers["Cache-Control"] = "no-store"
-        if self.retry_after is not None:
-            response.headers["Retry-After"] = str(self.retry_after)
-        return response
 
+class ContactNotFound(AppInboxError, _Answer):
+    """eSputnik does not know the contact (it answered ``{"token": ""}``), or the user has none (404)."""
 
-class ContactNotFound(_Answer):
-    """eSputnik does not know the contact (it answered ``{"token": ""}``), or the user has none."""
-
-    code = 404
+    status = 404
     error = "contact_not_found"
 
     def body(self) -> dict[str, Any]:
         return {"token": "", "error": self.error}
 
 
-class UpstreamError(_Answer):
+class UpstreamError(AppInboxError, _Answer):
     """eSputnik could not be reached or answered something unusable (502 ``upstream_error``).
 
     ``status_code`` is eSputnik's HTTP status when it answered; ``retry_after``
@@ -72,11 +58,16 @@ class UpstreamError(_Answer):
 
     attempts = 0
 
+    def __init__(self, message: str, *, status_code: int | None = None, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after
+
 
 class UpstreamTimeout(UpstreamError):
-    """Every attempt timed out, or the call's time budget ran out (504)."""
+    """The last attempt timed out, or the body did not arrive within the call's time budget (504)."""
 
-    code = 504
+    status = 504
     error = "upstream_timeout"
 
 
@@ -89,19 +80,19 @@ class UpstreamRejected(UpstreamError):
 class UpstreamRateLimited(UpstreamError):
     """eSputnik answered 429 (503); ``retry_after`` is its own value when sane, else a short default."""
 
-    code = 503
+    status = 503
     error = "upstream_rate_limited"
 
 
 class UpstreamBusy(UpstreamError):
     """``APPINBOX_MAX_CONCURRENT`` calls are already in flight in this process (503)."""
 
-    code = 503
+    status = 503
     error = "upstream_busy"
 
 
 class UpstreamUnavailable(UpstreamError):
     """The guard refuses calls while eSputnik hangs (503)."""
 
-    code = 503
+    status = 503
     error = "upstream_unavailable"

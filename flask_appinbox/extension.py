@@ -13,9 +13,10 @@ from flask_login import user_logged_out
 from .cli import appinbox_cli
 from .config import load, unknown_keys
 from .contact import Contact
+from .errors import _Answer
 from .snippet import appinbox_bell, appinbox_script
 from .state import AppInboxState
-from .views import bp
+from .views import bp, failure_answer
 
 __all__ = ["FlaskAppInbox", "default_contact_loader"]
 
@@ -68,6 +69,7 @@ class FlaskAppInbox:
                         "cachelib.RedisCache(...).")
         app.extensions["appinbox"] = AppInboxState(self, app, settings)
         app.register_blueprint(bp, url_prefix=settings.url_prefix)
+        app.register_error_handler(_Answer, failure_answer)  # a site's own handler is always more specific
         app.add_template_global(appinbox_script)
         app.add_template_global(appinbox_bell)
         app.cli.add_command(appinbox_cli)

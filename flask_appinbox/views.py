@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import InternalServerError
 
 from .contact import InvalidContact
-from .errors import ConfigurationError, ContactNotFound, UpstreamError
+from .errors import ConfigurationError, ContactNotFound, UpstreamError, _Answer
 from .signals import token_failed, token_issued
 from .state import answer, is_cross_site, logged_in_user, state
 
@@ -24,8 +24,8 @@ MAX_BODY = 1024
 def token() -> Response:
     """A token for the logged-in user's contact; every answer JSON and ``no-store``.
 
-    A failure to get one raises :class:`ContactNotFound` or an :class:`UpstreamError`,
-    which answer the contract's JSON unless the site has an ``errorhandler`` for them.
+    A failure to get one raises :class:`ContactNotFound` or an :class:`UpstreamError`:
+    :func:`failure_answer` answers it unless the site has an ``errorhandler`` of its own.
     """
     app_state = state()
     try:
@@ -89,6 +89,14 @@ def _renew() -> bool | None:
         return None
     renew = body.get("renew", False) if isinstance(body, dict) else None
     return renew if isinstance(renew, bool) else None
+
+
+def failure_answer(exc: _Answer) -> Response:
+    """The contract's answer to a failure, registered by ``init_app`` on the failures' private base class."""
+    response = answer(exc.status, exc.body())
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @bp.errorhandler(InternalServerError)

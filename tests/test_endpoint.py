@@ -562,3 +562,50 @@ def test_every_attempt_uses_the_configured_timeout(alice: Any, upstream: respons
     assert post(alice).json == {"token": "t"}
     assert [c.request.req_kwargs["timeout"] for c in upstream.calls] == [(2.5, 2.5), (2.5, 2.5)]
     assert all(c.request.req_kwargs["stream"] for c in upstream.calls)  # the body is read under the budget
+
+
+# -- a site replaces failure answers the Flask way ----------------------------------------------
+
+@pytest.mark.parametrize("registered,reply,status", [
+    ("UpstreamError", {"body": requests.exceptions.ReadTimeout("slow")}, 504),   # a subclass's own code: 504
+    ("UpstreamError", {"status": 401}, 502),
+    ("UpstreamError", {"status": 429}, 503),
+    ("UpstreamTimeout", {"body": requests.exceptions.ReadTimeout("slow")}, 504),
+    ("ContactNotFound", {"json": {"token": ""}}, 404),
+    ("AppInboxError", {"status": 500}, 502),
+])
+def test_a_sites_errorhandler_replaces_the_answer(upstream: responses.RequestsMock, registered: str,
+                                                  reply: dict[str, Any], status: int) -> None:
+    import flask_appinbox
+
+    app = make_app({"APPINBOX_RETRIES": 0})
+    seen: list[Exception] = []
+
+    @app.errorhandler(getattr(flask_appinbox, registered))
+    def replaced(exc: Exception) -> Any:
+        seen.append(exc)
+        return {"error": "inbox_unavailable", "code": exc.status}, 418  # type: ignore[attr-defined]
+
+    upstream.post(TOKEN_URL, **reply)
+    response = post(app.test_client(user=USERS["1"]))
+    assert (response.status_code, response.json) == (418, {"error": "inbox_unavailable", "code": status})
+    assert isinstance(seen[0], getattr(flask_appinbox, registered))
+
+
+def test_without_a_handler_of_its_own_the_site_gets_the_contract_answer(upstream: responses.RequestsMock) -> None:
+    from flask_appinbox import ContactNotFound
+
+    app = make_app({"APPINBOX_RETRIES": 0})
+
+    @app.errorhandler(ContactNotFound)  # handles one failure: the others keep their JSON
+    def replaced(exc: Exception) -> Any:
+        return "no inbox", 404
+
+    @app.errorhandler(Exception)  # a site's catch-all is less specific than the package's own answers
+    def everything(exc: Exception) -> Any:
+        return "oops", 500
+
+    upstream.post(TOKEN_URL, status=503)
+    response = post(app.test_client(user=USERS["1"]))
+    assert (response.status_code, response.json) == (502, {"error": "upstream_error"})
+    assert_json_no_store(response)

@@ -48,7 +48,7 @@ def refused(guard: Guard) -> bool:
     try:
         guard.admit()
     except UpstreamUnavailable as exc:
-        assert (exc.retry_after, exc.code, exc.error, exc.attempts) == (1, 503, "upstream_unavailable", 0)
+        assert (exc.retry_after, exc.status, exc.error, exc.attempts) == (1, 503, "upstream_unavailable", 0)
         return True
     return False
 
