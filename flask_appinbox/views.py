@@ -42,9 +42,7 @@ def token() -> Response:
         return answer(401, {"error": "unauthenticated"})
     renew = _renew()
     if renew is None:
-        response = answer(400, {"error": "bad_request"})
-        response.headers["Connection"] = "close"  # the server need not read the rest of a long body
-        return response
+        return answer(400, {"error": "bad_request"})  # (no Connection: close: WSGI leaves hop-by-hop to the server)
     try:
         contact = app_state.contact_for(user)
     except ValueError as exc:
