@@ -420,3 +420,25 @@ def test_fake_esputnik_can_be_entered_again() -> None:
                                    timeout=5)
         assert answer.json() == {"token": token}
     assert fake.token_requests == [{"email": "a@b.cc"}] * 2
+
+
+@pytest.mark.parametrize("propagate", [None, False])
+def test_a_failing_receiver_reaches_the_test_as_a_views_exception_would(upstream: responses.RequestsMock,
+                                                                        propagate: bool | None) -> None:
+    app = make_app({"PROPAGATE_EXCEPTIONS": propagate})
+    upstream.post("https://esputnik.com/api/v1/auth/contact/token", json={"token": "t"})
+
+    def broken(sender: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the site's receiver is broken")
+
+    signals.token_issued.connect(broken, app)
+    try:
+        client = app.test_client(user=USERS["1"])
+        if propagate is None:  # TESTING: Flask raises it into the test, as Flask-Login's signals do
+            with pytest.raises(RuntimeError, match="receiver is broken"):
+                client.post("/appinbox/token")
+        else:  # production: Flask logs it, and the endpoint still answers no 500
+            response = client.post("/appinbox/token")
+            assert (response.status_code, response.json) == (503, {"error": "internal_error"})
+    finally:
+        signals.token_issued.disconnect(broken, app)
