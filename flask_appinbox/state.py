@@ -114,7 +114,7 @@ class AppInboxState:
             self._sandbox = install(app, settings)
             log.warning("Flask-AppInbox runs on its SANDBOX: no token comes from eSputnik. "
                         "Never turn APPINBOX_SANDBOX on in production.")
-        # Tenants' clients, the least recently used dropped beyond 256 (their pools close as they go).
+        # Tenants' clients, the least recently used dropped beyond 256 (its connections close when it is collected).
         self.client_for = functools.lru_cache(maxsize=256)(self._new_client)
         if isinstance(s.api_key, str) or s.sandbox:
             self.client_for(self.api_key())  # built now, not on the first request
