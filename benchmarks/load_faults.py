@@ -376,9 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     for pair in args.set:
         key, _, value = pair.partition("=")
         settings[key] = json.loads(value)
-    timeout = float(settings["APPINBOX_TIMEOUT"])  # type: ignore[arg-type]
+    value = settings["APPINBOX_TIMEOUT"]
+    timeout = (float(value[0]), float(value[1])) if isinstance(value, (list, tuple)) else (float(value), float(value))  # type: ignore[arg-type]
     retries = int(settings["APPINBOX_RETRIES"])  # type: ignore[call-overload]
-    budget = time_budget(timeout, retries)  # the package's own: every attempt's timeout and the backoffs
+    budget = time_budget(timeout, retries)  # the package's own: the longest a call takes
     rates = json.loads(args.rates)
     print(f"{args.calls} token calls, {args.clients} clients, gunicorn 2 workers x {args.threads} threads; "
           + ", ".join(f"{k}={v}" for k, v in settings.items()))

@@ -71,7 +71,7 @@ class Guard:
         self._attempts = self._successes = 0  # sums over _recent
         self._in_flight: dict[_Call, None] = {}  # oldest first
         self._timeouts = 0  # calls in a row that timed out
-        self._answered = clock()  # when eSputnik last answered (or failed fast)
+        self._answered = float("-inf")  # when eSputnik last answered (or failed fast)
         self._probing = False
         self._next_probe = 0.0
         self.hung = False
@@ -84,12 +84,13 @@ class Guard:
             began = self.hung
             oldest = next(iter(self._in_flight), None)
             if not self.hung and oldest is not None and now - oldest.began > self.budget \
-                    and self._answered < oldest.began:
+                    and self._answered <= oldest.began:
                 self._hang(now)  # a call still in flight past its budget
-            if self.hung:
-                if self._probing or now < self._next_probe:
-                    raise UpstreamUnavailable("eSputnik hangs: calls are refused, one probe at a time",
+            refusal = None
+            if self.hung and (self._probing or now < self._next_probe):
+                refusal = UpstreamUnavailable("eSputnik hangs: calls are refused, one probe at a time",
                                               retry_after=max(1, round(self._next_probe - now)))
+            elif self.hung:
                 self._probing = True
                 call, may_retry = _Call(now, False, True), False
             else:
@@ -99,10 +100,13 @@ class Guard:
                     self._successes -= successes
                 may_retry = self._attempts < MIN_ATTEMPTS or self._successes >= MIN_SUCCESS * self._attempts
                 call = _Call(now, not self._in_flight, False)
-            self._in_flight[call] = None
+            if refusal is None:
+                self._in_flight[call] = None
             changed = self.hung != began
         if changed:
             self._changed(True)
+        if refusal is not None:
+            raise refusal
         return call, may_retry
 
     def done(self, call: _Call, attempts: int, outcome: str | None) -> None:

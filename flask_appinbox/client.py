@@ -173,15 +173,16 @@ class EsputnikClient:
                 with self.session.post(url, data=data, auth=self._auth, headers=self._headers, timeout=self.timeout,
                                        stream=True, allow_redirects=False) as resp:
                     status = resp.status_code
-                    if status == 200:
-                        return attempts, _json(_read(resp, deadline, attempts), attempts)
                     if status == 429:
                         raise _failed(UpstreamRateLimited, "eSputnik answered 429", attempts, status,
                                       parse_retry_after(resp.headers.get("Retry-After")))
                     kind = UpstreamRejected if status in (400, 401, 403) else UpstreamError
                     failure = _failed(kind, f"eSputnik answered {status}", attempts, status)
-                    if status not in RETRY_STATUSES:
+                    if status != 200 and status not in RETRY_STATUSES:
                         raise failure
+                    raw = _read(resp, deadline, attempts)  # a 5xx's too: its connection is then kept
+                    if status == 200:
+                        return attempts, _json(raw, attempts)
                     response = resp.raw
             except requests.exceptions.ReadTimeout:
                 raise _failed(UpstreamTimeout, "eSputnik did not answer in time", attempts) from None
@@ -223,7 +224,7 @@ def _read(resp: requests.Response, deadline: float, attempts: int) -> bytes:
         while chunk := read(8192, decode_content=True):
             size += len(chunk)
             if size > MAX_BODY:
-                raise _failed(UpstreamError, "eSputnik's answer is larger than 64 KiB", attempts, 200)
+                raise _failed(UpstreamError, "eSputnik's answer is larger than 64 KiB", attempts, resp.status_code)
             if time.monotonic() > deadline:
                 raise _failed(UpstreamTimeout, "eSputnik's answer did not arrive within the time budget", attempts)
             chunks.append(chunk)

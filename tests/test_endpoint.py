@@ -275,9 +275,9 @@ def test_faults(alice: Any, upstream: responses.RequestsMock, logs: Any,
     assert response.status_code == status
     assert response.json == {"error": error}
     assert_json_no_store(response)
-    # responses applies urllib3's Retry to 5xx answers only; retries of timeouts and broken
-    # connections are tested against a real server in test_client.py.
-    assert len(upstream.calls) == (3 if name in ("500", "503") else 1)
+    # Retried: 502/503/504, a refused or reset connection, a connect timeout; not a read timeout, a 500,
+    # a 4xx or an answer that is not a token (a real server in test_client.py checks the same).
+    assert len(upstream.calls) == (3 if name in ("503", "connect timeout", "connection") else 1)
     if status == 503:
         assert response.headers["Retry-After"] == "5"
     assert_no_secret(response, logs)
@@ -319,7 +319,7 @@ def test_5xx_then_success(alice: Any, upstream: responses.RequestsMock) -> None:
 
 
 def test_the_last_attempt_decides_the_answer(alice: Any, upstream: responses.RequestsMock) -> None:
-    upstream.post(TOKEN_URL, status=500)
+    upstream.post(TOKEN_URL, status=503)
     upstream.post(TOKEN_URL, body=requests.exceptions.ReadTimeout("slow"))
     response = post(alice)
     assert (response.status_code, response.json) == (504, {"error": "upstream_timeout"})
@@ -328,7 +328,7 @@ def test_the_last_attempt_decides_the_answer(alice: Any, upstream: responses.Req
 
 @pytest.mark.parametrize("config", [{"APPINBOX_RETRIES": 0}])
 def test_retries_zero_means_one_attempt(alice: Any, upstream: responses.RequestsMock) -> None:
-    upstream.post(TOKEN_URL, status=500)
+    upstream.post(TOKEN_URL, status=503)
     assert post(alice).status_code == 502
     assert len(upstream.calls) == 1
 
@@ -398,7 +398,7 @@ def test_config_is_not_rewritten(upstream: responses.RequestsMock) -> None:
     assert app.config["APPINBOX_LANGUAGE"] == "pt_BR"
     assert app.config["APPINBOX_URL_PREFIX"] == "/x/"
     assert app.config["APPINBOX_API_KEY"] == API_KEY
-    assert app.config["APPINBOX_TIMEOUT"] == 5.0  # defaults are filled in
+    assert app.config["APPINBOX_TIMEOUT"] == (1.0, 3.0)  # defaults are filled in
 
 
 # -- cache ------------------------------------------------------------------------------
