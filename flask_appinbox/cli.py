@@ -37,7 +37,8 @@ def check(email: str | None, phone: str | None, external_id: str | None) -> None
     if not contact:
         raise click.UsageError("give --email, --phone or --external-id")
     where = "the sandbox" if s.sandbox else s.api_url
-    click.echo(f"configuration: OK (API: {where}; timeout {s.timeout:g} s, {s.retries} retries, "
+    click.echo(f"configuration: OK (API: {where}; timeout {s.timeout[0]:g} s to connect, {s.timeout[1]:g} s to "
+               f"read, {s.retries} retries, "
                f"budget {time_budget(s.timeout, s.retries):g} s)")
     with current_app.test_request_context("/"):
         try:

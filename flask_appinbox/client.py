@@ -7,7 +7,6 @@ import logging
 import math
 import threading
 import time
-import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,12 +15,12 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from ._guard import FAILED, OK, TIMEOUT, Guard
 from ._version import __version__
 from .contact import Contact
 from .errors import UpstreamBusy, UpstreamError, UpstreamRateLimited, UpstreamRejected, UpstreamTimeout
-from .guard import Guard
 
-__all__ = ["EsputnikClient", "parse_retry_after", "time_budget", "DEFAULT_API_URL"]
+__all__ = ["EsputnikClient", "parse_retry_after", "DEFAULT_API_URL", "DEFAULT_TIMEOUT"]
 
 log = logging.getLogger("flask_appinbox")
 
@@ -30,7 +29,10 @@ TOKEN_PATH = "/v1/auth/contact/token"  # noqa: S105 - a path, not a secret
 CONTACT_PATH = "/v1/contact"
 MAX_BODY = 64 * 1024
 POOL_SIZE = 1000  # kept-alive connections, at most (urllib3's default, 10, drops the rest under gevent)
-BACKOFF, BACKOFF_MAX = 0.1, 1.0  # urllib3's backoff between retries: 0, 0.2, 0.4, ... seconds, at most 1
+DEFAULT_TIMEOUT = (1.0, 3.0)  # (connect, read): a hang holds a sync worker's only thread 3 s, not 15
+RETRY_STATUSES = frozenset({502, 503, 504})  # a gateway's or an overloaded server's: nothing was done
+BACKOFF = 0.1  # urllib3's backoff between retries: 0, 0.2, 0.4, ... seconds
+NO_RETRY = Retry(total=0, redirect=False, raise_on_status=False)
 DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER = 5, 86400
 USER_AGENT = f"Flask-AppInbox/{__version__} python-requests/{requests.__version__}"
 
@@ -50,59 +52,58 @@ def parse_retry_after(value: str | None) -> int:
     return DEFAULT_RETRY_AFTER
 
 
-def time_budget(timeout: float, retries: int) -> float:
-    """The longest a call takes against a server that answers slowly but steadily: every attempt's
-    timeout and every backoff (urllib3's: none before the first retry, then 0.2 s, 0.4 s, ... at most
-    1 s, each with up to 0.1 s of jitter). A server that trickles its headers holds an attempt up to
-    ``timeout`` per byte (requests' timeouts are per socket operation); the body is cut at the budget."""
-    backoffs = sum(min(BACKOFF_MAX, BACKOFF * 2.0**n + BACKOFF) for n in range(1, retries))
-    return (retries + 1) * timeout + backoffs
+def time_budget(timeout: tuple[float, float], retries: int) -> float:
+    """The longest a call takes against a server that answers, however slowly (private).
 
-
-def _session(retries: int) -> requests.Session:
-    """A session whose adapter retries connection errors, timeouts and 5xx answers (urllib3's ``Retry``).
-
-    A 429 is not retried: its ``Retry-After`` goes back to the browser instead of being waited out.
+    A retry starts only within one read timeout of the call's start, so a call takes at most a read
+    timeout and one whole attempt (connect and read); without retries, one attempt. The body is cut
+    at this budget. A status line or headers trickled byte by byte are bounded per byte only by
+    the read timeout (requests' timeouts are per socket operation): the guard sees such a call
+    still in flight past its budget.
     """
+    connect, read = timeout
+    return connect + read + (read if retries else 0)
+
+
+def _session() -> requests.Session:
+    """A session whose adapters keep up to :data:`POOL_SIZE` connections and do not retry: the
+    client's loop decides (urllib3's ``Retry`` counts a reset and a read timeout alike, as read errors)."""
     session = requests.Session()
-    retry = Retry(total=retries, allowed_methods={"POST"}, status_forcelist=range(500, 600), redirect=False,
-                  backoff_factor=BACKOFF, backoff_max=BACKOFF_MAX, backoff_jitter=BACKOFF,
-                  raise_on_status=False, respect_retry_after_header=False)
-    session.mount("http://", HTTPAdapter(max_retries=retry, pool_maxsize=POOL_SIZE))
-    session.mount("https://", HTTPAdapter(max_retries=retry, pool_maxsize=POOL_SIZE))
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, HTTPAdapter(pool_maxsize=POOL_SIZE))
     return session
 
 
 class EsputnikClient:
     """A small client for eSputnik's contact-token API; safe to share between threads.
 
-    Every attempt has ``timeout`` seconds to connect and ``timeout`` per read;
-    connection errors, timeouts and 5xx answers are retried ``retries`` times
-    with urllib3's ``Retry``; 400/401/403 and 429 are not; the body is read up
-    to 64 KiB and no longer than :attr:`time_budget`. Every failure raises an
+    ``timeout`` is requests' ``(connect, read)`` pair (a number: both). Failures that are cheap
+    and safe to retry are retried ``retries`` times: a connection refused, reset or not made
+    within the connect timeout, and 502/503/504 answers, with urllib3's ``Retry`` counting and
+    backing off (0, then 0.2 s, 0.4 s, ...). A read timeout is not retried: it would cost a whole
+    timeout again, and eSputnik may already be working on the POST. Nor are 400/401/403 and 429.
+    A retry starts only within one read timeout of the call's start. The body is read up to
+    64 KiB and no longer than the call's time budget. Every failure of eSputnik's raises an
     :class:`~flask_appinbox.UpstreamError`.
 
-    ``guard``: a :class:`~flask_appinbox.guard.Guard` that budgets the retries and
-    refuses calls while eSputnik hangs; ``bulkhead``: a semaphore (shared by the
-    clients it bounds) without a free slot of which a call fails at once with
-    :class:`~flask_appinbox.UpstreamBusy`.
-    ``session``: a :class:`requests.Session` of yours, used as it is (its adapters decide the retries).
+    ``session``: a :class:`requests.Session` of yours, used as it is (its adapters should not retry:
+    requests' default).
     """
 
-    def __init__(self, api_key: str, base_url: str = DEFAULT_API_URL, *, timeout: float = 5.0, retries: int = 2,
-                 session: requests.Session | None = None, guard: Guard | None = None,
-                 bulkhead: threading.BoundedSemaphore | None = None) -> None:
+    def __init__(self, api_key: str, base_url: str = DEFAULT_API_URL, *,
+                 timeout: float | tuple[float, float] = DEFAULT_TIMEOUT, retries: int = 2,
+                 session: requests.Session | None = None) -> None:
         if not api_key:
             raise ValueError("an API key is required")
         self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
+        self.timeout = (float(timeout), float(timeout)) if isinstance(timeout, (int, float)) else \
+            (float(timeout[0]), float(timeout[1]))
         self.retries = retries
-        self.guard = guard
-        self.time_budget = time_budget(timeout, retries)
-        self.session = session or _session(retries)
-        # Calls the guard allows no retries (a probe, or while retries would only add load).
-        self._single = session or _session(0)
-        self.bulkhead = bulkhead
+        self.time_budget = time_budget(self.timeout, retries)
+        self.session = session or _session()
+        self._retry = Retry(total=retries, backoff_factor=BACKOFF, redirect=False, raise_on_status=False)
+        self._guard: Guard | None = None  # set by the extension: one per app and process
+        self._bulkhead: threading.BoundedSemaphore | None = None
         self._auth = ("flask-appinbox", api_key)
         self._headers = {"Accept": "application/json", "Content-Type": "application/json", "User-Agent": USER_AGENT}
 
@@ -111,7 +112,6 @@ class EsputnikClient:
 
     def close(self) -> None:
         self.session.close()
-        self._single.close()
 
     def contact_token(self, contact: Contact | Mapping[str, Any]) -> str:
         """The contact's App Inbox token; ``""`` when eSputnik does not know the contact."""
@@ -134,63 +134,75 @@ class EsputnikClient:
         return self._call(CONTACT_PATH, body)
 
     def _call(self, path: str, payload: dict[str, Any]) -> Any:
-        if self.bulkhead is not None and not self.bulkhead.acquire(blocking=False):
+        bulkhead, guard = self._bulkhead, self._guard
+        if bulkhead is not None and not bulkhead.acquire(blocking=False):
             raise UpstreamBusy("too many eSputnik calls in flight", retry_after=1)
         try:
-            may_retry = self.guard.admit() if self.guard is not None else True
-            started = time.monotonic()
+            call, may_retry = guard.admit() if guard is not None else (None, True)
+            attempts, outcome, started = 0, None, time.monotonic()
             try:
-                attempts, body = self._post(path, payload, may_retry, started + self.time_budget)
+                attempts, body = self._post(path, payload, may_retry, started)
+                outcome = OK
             except UpstreamError as exc:
+                attempts = exc.attempts
+                answered = exc.status_code is not None and 400 <= exc.status_code < 500 and exc.status_code != 429
+                outcome = TIMEOUT if isinstance(exc, UpstreamTimeout) else OK if answered else FAILED
                 log.warning("eSputnik POST %s failed after %d attempt(s) in %.3f s: %s (%s)", path,
-                            exc.attempts, time.monotonic() - started, exc.error, exc)
-                if self.guard is not None:  # a 4xx but 429 is an answer: eSputnik is up
-                    answered = exc.status_code is not None and 400 <= exc.status_code < 500 and exc.status_code != 429
-                    self.guard.record(exc.attempts, answered, isinstance(exc, UpstreamTimeout))
+                            attempts, time.monotonic() - started, exc.error, exc)
                 raise
+            finally:  # an error of ours (outcome None) is Flask's to log, and says nothing of eSputnik
+                if guard is not None:
+                    guard.done(call, attempts, outcome)  # type: ignore[arg-type]
             log.debug("eSputnik POST %s: 200 after %d attempt(s) in %.3f s", path, attempts,
                       time.monotonic() - started)
-            if self.guard is not None:
-                self.guard.record(attempts, True)
             return body
         finally:
-            if self.bulkhead is not None:
-                self.bulkhead.release()
+            if bulkhead is not None:
+                bulkhead.release()
 
-    def _post(self, path: str, payload: dict[str, Any], may_retry: bool, deadline: float) -> tuple[int, Any]:
-        """One call, retried by the adapter: (attempts made, the JSON answer)."""
-        session = self.session if may_retry else self._single
-        attempts = self.retries + 1 if may_retry else 1  # until the answer says how many
+    def _post(self, path: str, payload: dict[str, Any], may_retry: bool, started: float) -> tuple[int, Any]:
+        """One call: (attempts made, the JSON answer). Which failures are retried is decided here,
+        since ``Retry`` cannot tell a reset from a read timeout; ``Retry`` counts and backs off."""
+        url, deadline = self.base_url + path, started + self.time_budget
         data = json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
-        try:
-            with session.post(self.base_url + path, data=data, auth=self._auth, headers=self._headers,
-                              timeout=(self.timeout, self.timeout), stream=True, allow_redirects=False) as resp:
-                attempts = len(getattr(getattr(resp.raw, "retries", None), "history", ())) + 1
-                status = resp.status_code
-                if status == 429:
-                    raise _failed(UpstreamRateLimited, "eSputnik answered 429", attempts, status,
-                                  parse_retry_after(resp.headers.get("Retry-After")))
-                if status != 200:
+        retry, attempts = self._retry if may_retry else NO_RETRY, 0
+        while True:
+            attempts += 1
+            response = None
+            try:
+                with self.session.post(url, data=data, auth=self._auth, headers=self._headers, timeout=self.timeout,
+                                       stream=True, allow_redirects=False) as resp:
+                    status = resp.status_code
+                    if status == 200:
+                        return attempts, _json(_read(resp, deadline, attempts), attempts)
+                    if status == 429:
+                        raise _failed(UpstreamRateLimited, "eSputnik answered 429", attempts, status,
+                                      parse_retry_after(resp.headers.get("Retry-After")))
                     kind = UpstreamRejected if status in (400, 401, 403) else UpstreamError
-                    raise _failed(kind, f"eSputnik answered {status}", attempts, status)
-                raw = _read(resp, deadline, attempts)
-        except requests.exceptions.RequestException as exc:
-            # requests reports a read timeout after retries as a ConnectionError around urllib3's.
-            reason = getattr(exc.args[0], "reason", None) if exc.args else None
-            if isinstance(exc, requests.exceptions.Timeout) or isinstance(reason, urllib3.exceptions.ReadTimeoutError):
+                    failure = _failed(kind, f"eSputnik answered {status}", attempts, status)
+                    if status not in RETRY_STATUSES:
+                        raise failure
+                    response = resp.raw
+            except requests.exceptions.ReadTimeout:
                 raise _failed(UpstreamTimeout, "eSputnik did not answer in time", attempts) from None
-            # Refused, reset, DNS: the message names the exception, never the key.
-            raise _failed(UpstreamError, f"cannot reach eSputnik: {type(exc).__name__}", attempts) from None
-        except UpstreamError:
-            raise
-        except Exception as exc:  # a bug below us: its message may quote the request, so only its frames
-            log.error("eSputnik POST %s: unexpected %s (message withheld)\n%s", path, type(exc).__name__,
-                      "".join(traceback.format_tb(exc.__traceback__)).rstrip())
-            raise _failed(UpstreamError, f"unexpected {type(exc).__name__}", attempts) from None
-        try:
-            return attempts, json.loads(raw)
-        except ValueError:
-            raise _failed(UpstreamError, "eSputnik's answer is not JSON", attempts, 200) from None
+            except requests.exceptions.RequestException as exc:  # refused, reset, DNS, no connection in time
+                # The message names the exception, never the key.
+                kind = UpstreamTimeout if isinstance(exc, requests.exceptions.ConnectTimeout) else UpstreamError
+                failure = _failed(kind, f"cannot reach eSputnik: {type(exc).__name__}", attempts)
+            if time.monotonic() + retry.get_backoff_time() - started >= self.timeout[1]:
+                raise failure  # only fast failures are retried
+            try:
+                retry = retry.increment("POST", url, response=response)
+            except urllib3.exceptions.MaxRetryError:
+                raise failure from None
+            retry.sleep()
+
+
+def _json(raw: bytes, attempts: int) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise _failed(UpstreamError, "eSputnik's answer is not JSON", attempts, 200) from None
 
 
 def _failed(kind: type[UpstreamError], message: str, attempts: int, status: int | None = None,
@@ -201,10 +213,14 @@ def _failed(kind: type[UpstreamError], message: str, attempts: int, status: int 
 
 
 def _read(resp: requests.Response, deadline: float, attempts: int) -> bytes:
-    """The body, at most 64 KiB, read as it arrives and cut at ``deadline`` (a trickled body included)."""
+    """The body, at most 64 KiB, read as it arrives and cut at ``deadline`` (a trickled body included).
+
+    ``read1`` (urllib3 2.2 and later) returns what has arrived; older urllib3 has ``read`` only,
+    which waits for the whole piece asked for, so there a trickled body is bounded per byte only."""
     chunks, size = [], 0
+    read = getattr(resp.raw, "read1", resp.raw.read)
     try:
-        while chunk := resp.raw.read1(8192, decode_content=True):
+        while chunk := read(8192, decode_content=True):
             size += len(chunk)
             if size > MAX_BODY:
                 raise _failed(UpstreamError, "eSputnik's answer is larger than 64 KiB", attempts, 200)

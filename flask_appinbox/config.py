@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
-from .client import DEFAULT_API_URL
+from .client import DEFAULT_API_URL, DEFAULT_TIMEOUT
 from .errors import ConfigurationError
 
 # ISO 639-1: every two-letter language code.
@@ -62,7 +62,7 @@ class Settings:
     script_url: str = "https://statics.esputnik.com/scripts/{site_id}.js"
     url_prefix: str = "/appinbox"
     trusted_origins: frozenset[Origin] | tuple[str, ...] = ()
-    timeout: float = 5.0
+    timeout: tuple[float, float] = DEFAULT_TIMEOUT  # (connect, read)
     retries: int = 2
     enabled: bool = True
     sandbox: bool = False
@@ -96,7 +96,7 @@ def load(config: MutableMapping[str, Any]) -> Settings:
         script_url=c.script_url("APPINBOX_SCRIPT_URL"),
         url_prefix=c.prefix("APPINBOX_URL_PREFIX"),
         trusted_origins=c.origins("APPINBOX_TRUSTED_ORIGINS"),
-        timeout=c.number("APPINBOX_TIMEOUT", 0, 60, above=True),
+        timeout=c.timeout("APPINBOX_TIMEOUT"),
         retries=c.whole("APPINBOX_RETRIES", 0, 5),
         enabled=enabled,
         sandbox=sandbox,
@@ -171,13 +171,25 @@ class _Checker:
         raise self.fail(key, f"must be {'None, ' if optional else ''}True or False, not {value!r}"
                         + _SHELL.format(key=key, python="True", env="true"))
 
-    def number(self, key: str, low: float, high: float, above: bool = False) -> float:
-        value = self.config[key]
+    def number(self, key: str, low: float, high: float, above: bool = False, value: Any = None) -> float:
+        value = self.config[key] if value is None else value
         if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
                 or value < low or (above and value == low) or value > high):
             raise self.fail(key, f"must be a number of seconds {'above' if above else 'from'} {low} "
                                  f"{'and at most' if above else 'to'} {high}, not {value!r}")
         return float(value)
+
+    def timeout(self, key: str) -> tuple[float, float]:
+        """Seconds above 0 and at most 60: one number for both, or requests' ``(connect, read)`` pair
+        (``[1, 3]`` from ``from_prefixed_env()``)."""
+        value = self.config[key]
+        pair = value if isinstance(value, (list, tuple)) and len(value) == 2 else (value, value)
+        try:
+            connect, read = (self.number(key, 0, 60, above=True, value=v) for v in pair)
+        except ConfigurationError:
+            raise self.fail(key, "must be a number of seconds above 0 and at most 60, or a (connect, read) pair "
+                                 f"of them such as {DEFAULT_TIMEOUT}") from None
+        return connect, read
 
     def whole(self, key: str, low: int, high: int) -> int:
         value = self.config[key]

@@ -16,11 +16,11 @@ from cachelib import SimpleCache
 from flask import Flask, Response, current_app, jsonify, request
 from flask_login import current_user
 
+from ._guard import Guard
 from .client import EsputnikClient, time_budget
 from .config import DEFAULT_PORTS, Settings, check_api_key, check_site_id, parse_origin
 from .contact import Contact
 from .errors import ContactNotFound
-from .guard import Guard
 from .signals import contact_created, guard_closed, guard_opened
 
 if TYPE_CHECKING:
@@ -102,10 +102,12 @@ class AppInboxState:
         if self.cache is None and s.token_cache_ttl > 0:
             self.cache = SimpleCache(threshold=10_000)
         self._ttl = max(1, math.ceil(s.token_cache_ttl))
-        self._logged_out_for = max(1, math.ceil(2 * time_budget(s.timeout, s.retries)))  # longer than any call
+        budget = time_budget(s.timeout, s.retries)
+        self._logged_out_for = max(1, math.ceil(2 * budget))  # longer than any call
         # One guard and one bulkhead per process, whichever account a call is for.
         app_ref = weakref.ref(app)
-        self.guard = Guard(s.timeout, on_change=lambda hung: _guard_changed(app_ref(), hung)) if s.guard else None
+        self.guard = Guard(s.timeout[1], budget, on_change=lambda hung: _guard_changed(app_ref(), hung)) \
+            if s.guard else None
         self.bulkhead = threading.BoundedSemaphore(s.max_concurrent) if s.guard and s.max_concurrent else None
         self._sandbox: tuple[str, str, requests.Session] | None = None
         if s.sandbox:
@@ -153,8 +155,9 @@ class AppInboxState:
     def _new_client(self, api_key: str | None) -> EsputnikClient:
         s = self.settings
         key, url, session = self._sandbox or (api_key or "", s.api_url, None)
-        return EsputnikClient(key, url, timeout=s.timeout, retries=s.retries, session=session, guard=self.guard,
-                              bulkhead=self.bulkhead)
+        client = EsputnikClient(key, url, timeout=s.timeout, retries=s.retries, session=session)
+        client._guard, client._bulkhead = self.guard, self.bulkhead
+        return client
 
     @property
     def client(self) -> EsputnikClient:
