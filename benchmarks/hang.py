@@ -22,7 +22,9 @@ waitress with its defaults (4 threads), uWSGI --processes 3 (no threads), gunico
    never ends), a stream of ``100 Continue``. Measured with the EsputnikClient the
    extension builds from the configuration, and through the endpoint on one gunicorn sync
    worker (its 30 s worker timeout applies). A call still held after ``--cap`` s is cut
-   by the benchmark (the fake stops the drip) and printed as ">= cap".
+   by the benchmark (the fake stops the drip) and printed as ">= cap". gunicorn's own 500
+   for a worker it killed past its 30 s timeout is printed with the worker timeouts, not
+   held to the contract (the site's answers are).
 
 Targets (at the defaults; the tuned setting is printed): other pages during the hang
 >= 0.9 x healthy (gevent >= 0.95); tokens after the recovery >= 95 %; a false hang costs
@@ -370,6 +372,8 @@ def hold_run(args: argparse.Namespace, tally: Tally) -> dict[tuple[str, str, str
         servers = {v: stack.enter_context(h.gunicorn(h.appinbox_env(endpoint[v].api_url, **s), workers=1,
                                                        worker_class="sync")) for v, s in args.variants.items()}
 
+        killed = dict.fromkeys(args.variants, 0)
+
         def client(variant: str, kind: str) -> None:
             c = app_client(args.variants[variant], urls[kind])
             out["client", variant, kind] = timed(lambda: c.contact_token(contact), args.cap, lambda: None)
@@ -382,7 +386,10 @@ def hold_run(args: argparse.Namespace, tally: Tally) -> dict[tuple[str, str, str
                     call = h.request_call(s, "hold", "POST", server.url + h.TOKEN_PATH, json_body={},
                                           timeout=args.cap, check=h.token_checker(set(ANY_OUTCOME)))
                 fake.configure(mode="healthy")
-                tally.add(f"hold endpoint {variant}", [call])
+                if call.problem and call.status == 500 and "WORKER TIMEOUT" in server.log():
+                    killed[variant] += 1  # gunicorn's own 500: it killed the worker held past its timeout
+                else:
+                    tally.add(f"hold endpoint {variant}", [call])
                 held = call.latency if call.status else math.inf
                 out["endpoint", variant, kind] = (held, f"{call.status} {call.outcome}")
                 # The next kind starts from a site that serves tokens again (a killed worker rebooted, the
@@ -410,7 +417,7 @@ def hold_run(args: argparse.Namespace, tally: Tally) -> dict[tuple[str, str, str
             t.join(5 * (args.cap + 10))
         for variant, server in servers.items():
             health = server.health()
-            out["endpoint", variant, "worker"] = (float(health["timeouts"]), f"{health}")
+            out["endpoint", variant, "worker"] = (float(health["timeouts"]), f"{killed[variant]} 500s")
             tally.add(f"hold endpoint {variant}", [], None)
     for (where, variant, kind), (held, outcome) in sorted(out.items()):
         if kind != "worker":
@@ -497,8 +504,8 @@ def main(argv: list[str] | None = None) -> int:
                           [fmt(holds[where, v, kind][0], 1).replace("inf", f">= {args.cap:.0f}") for v in names],
                           f"< {HOLD_TARGET:.0f}" if gated else "printed", d < HOLD_TARGET if gated else None,
                           f"{where}: a {KIND_TEXT[kind]} holds a call {fmt(d, 1)} s (< {HOLD_TARGET:.0f})")
-        table.row("hold, endpoint: gunicorn worker timeouts",
-                  [fmt(holds["endpoint", v, "worker"][0], 0) for v in names])
+        table.row("hold, endpoint: gunicorn worker timeouts (its 500s)",
+                  [f"{holds['endpoint', v, 'worker'][0]:.0f} ({holds['endpoint', v, 'worker'][1]})" for v in names])
 
     problems, crashes = sum(tally.problems.values()), sum(tally.crashes.values())
     table.row("every run: off-contract answers", [str(problems)], "0", problems == 0,
