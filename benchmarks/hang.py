@@ -35,7 +35,7 @@ gated. ``--quick`` (CI, under 3 minutes, passes with two CPU-bound loops beside 
 x3 at the defaults only, a 20 s hang, gating correctness, the ratio (>= 0.9) and the
 recovery share. Exit status 1 when a target is missed.
 
-    python benchmarks/hang.py --quick      # about 1.5 minutes
+    python benchmarks/hang.py --quick      # about a minute
     python benchmarks/hang.py              # about 10 minutes
     python benchmarks/hang.py --only hang --shape waitress
 """
