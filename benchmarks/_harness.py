@@ -127,40 +127,54 @@ def _stop(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
 # -- gunicorn -------------------------------------------------------------------------
 
 
-class Server:
-    """A running gunicorn with the benchmark site."""
+# What each server's log says when a worker starts (its pid), and when one crashes.
+BOOT_LINES = {
+    "gunicorn": r"Booting worker with pid: (\d+)",
+    "uwsgi": r"(?:spawned uWSGI worker \d+ \(pid|Respawned uWSGI worker \d+ \(new pid): (\d+)",
+}  # waitress: one process, no workers
+CRASH_LINES: dict[str, dict[str, str]] = {  # name -> a line counted as a crash
+    "gunicorn": {"exits": "Worker exiting", "timeouts": "WORKER TIMEOUT"},
+    "uwsgi": {"deaths": r"DAMN ! worker", "harakiri": "HARAKIRI"},
+    "waitress": {},
+}
 
-    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path, workers: int) -> None:
+
+class Server:
+    """A running server (gunicorn, waitress or uWSGI) with the benchmark site."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path, workers: int, kind: str = "gunicorn") -> None:
         self.proc = proc
         self.log_path = log_path
         self.workers = workers
+        self.kind = kind
         self.url = ""
         self.worker_pids: list[int] = []
 
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:  # gunicorn has not opened it yet
+        except FileNotFoundError:  # the server has not opened it yet
             return ""
 
     def booted_pids(self) -> list[int]:
-        return [int(pid) for pid in re.findall(r"Booting worker with pid: (\d+)", self.log())]
+        if self.kind == "waitress":
+            return [self.proc.pid]
+        return [int(pid) for pid in re.findall(BOOT_LINES[self.kind], self.log())]
 
     def health(self) -> dict[str, Any]:
         """Worker crashes since start: new boots, exits, timeouts, and the first workers still alive."""
         text = self.log()
         boots = self.booted_pids()
         alive = [pid for pid in self.worker_pids if _alive(pid)]
+        found = {name: len(re.findall(line, text)) for name, line in CRASH_LINES[self.kind].items()}
         return {
             "boots": len(boots),
             "reboots": max(0, len(boots) - self.workers),
-            "exits": text.count("Worker exiting"),
-            "timeouts": text.count("WORKER TIMEOUT"),
+            **found,
             "signalled": len(re.findall(r"Worker \(pid:\d+\) was sent", text)),
             "tracebacks": text.count("Traceback (most recent call last)"),
             "first_workers_alive": f"{len(alive)}/{len(self.worker_pids)}",
-            "crashes": max(0, len(boots) - self.workers) + text.count("Worker exiting")
-            + text.count("WORKER TIMEOUT") + len(self.worker_pids) - len(alive),
+            "crashes": max(0, len(boots) - self.workers) + sum(found.values()) + len(self.worker_pids) - len(alive),
         }
 
     def cpu_seconds(self) -> float:
@@ -212,41 +226,93 @@ def gunicorn(env: dict[str, str], *, workers: int = 2, threads: int = 4, app: st
 
     ``threads`` is gthread's threads or gevent's and eventlet's ``--worker-connections``.
     """
-    workdir = Path(tempfile.mkdtemp(prefix="bench-gunicorn-"))
-    log_path = workdir / "gunicorn.log"
+    per_worker = ["--threads", str(threads)] if worker_class == "gthread" else ["--worker-connections", str(threads)]
+    with _server_dir() as workdir:
+        log_path = workdir / "server.log"
+        cmd = [PYTHON, "-m", "gunicorn", "-w", str(workers), "-k", worker_class, *per_worker, "-b", "127.0.0.1:0",
+               "--pythonpath", str(HERE), "--error-logfile", str(log_path), "--capture-output",
+               "--log-level", "info", "--graceful-timeout", "3", "--keep-alive", "5",
+               *(["--preload"] if preload else []), *_no_control_socket(), *args, app]
+        # With --preload the app is built once, in the arbiter, before the fork.
+        with _served(cmd, env, workdir, Server(_NOT_STARTED, log_path, workers), r"Listening at: (http://127\.0\.0\.1:\d+)",
+                     ready_timeout, builders="arbiter" if preload else "workers") as server:
+            yield server
+
+
+@contextmanager
+def waitress(env: dict[str, str], *, args: Sequence[str] = (), app: str = "_app:create_server",
+             ready_timeout: float = 30.0) -> Iterator[Server]:
+    """waitress (one process; its defaults: 4 threads) on 127.0.0.1 and a port of its choosing."""
+    with _server_dir() as workdir:
+        log_path = workdir / "server.log"
+        cmd = [PYTHON, "-m", "waitress", "--listen=127.0.0.1:0", *args, "--call", app]
+        with _served(cmd, env, workdir, Server(_NOT_STARTED, log_path, 1, "waitress"),
+                     r"Serving on (http://127\.0\.0\.1:\d+)", ready_timeout, builders="arbiter") as server:
+            yield server
+
+
+@contextmanager
+def uwsgi(env: dict[str, str], *, processes: int = 3, args: Sequence[str] = (), app: str = "_app:create_server()",
+          ready_timeout: float = 30.0) -> Iterator[Server]:
+    """uWSGI with ``processes`` worker processes (no threads, no ``--enable-threads``) and a master that loads
+    the app before the fork (its default), on 127.0.0.1 and a port of its choosing."""
+    binary = shutil.which("uwsgi", path=str(Path(PYTHON).parent)) or shutil.which("uwsgi")
+    if binary is None:
+        raise RuntimeError("uwsgi is not installed (pip install uwsgi)")
+    with _server_dir() as workdir:
+        log_path = workdir / "server.log"
+        cmd = [binary, "--http-socket", "127.0.0.1:0", "--processes", str(processes), "--master", "--die-on-term",
+               "--home", sys.prefix, "--pythonpath", str(HERE), "--logto", str(log_path), "--module", app, *args]
+        with _served(cmd, env, workdir, Server(_NOT_STARTED, log_path, processes, "uwsgi"),
+                     r"bound to TCP address (127\.0\.0\.1:\d+)", ready_timeout, builders="arbiter") as server:
+            yield server
+
+
+_NOT_STARTED: Any = None
+
+
+@contextmanager
+def _server_dir() -> Iterator[Path]:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-server-"))
+    try:
+        yield workdir
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def _served(cmd: list[str], env: dict[str, str], workdir: Path, server: Server, listening: str,
+            ready_timeout: float, builders: str) -> Iterator[Server]:
+    """Start ``cmd`` (its output to ``server.log_path``) with the environment of the benchmark site; wait
+    until the ``listening`` line names its URL, every worker has booted and built the app (``builders``:
+    ``"workers"``, or ``"arbiter"`` when the first process builds it) and ``/ping`` answers; stop it after."""
     ready_dir = workdir / "ready"
     ready_dir.mkdir()
-    per_worker = ["--threads", str(threads)] if worker_class == "gthread" else ["--worker-connections", str(threads)]
-    cmd = [PYTHON, "-m", "gunicorn", "-w", str(workers), "-k", worker_class, *per_worker, "-b", "127.0.0.1:0",
-           "--pythonpath", str(HERE), "--error-logfile", str(log_path), "--capture-output",
-           "--log-level", "info", "--graceful-timeout", "3", "--keep-alive", "5",
-           *(["--preload"] if preload else []), *_no_control_socket(), *args, app]
     child_env = {k: v for k, v in os.environ.items() if k not in SERVER_ENV_DROPPED
                  and not k.startswith(("FLASK_", "BENCH_")) and not k.lower().endswith("_proxy")}
     child_env.update(env)
     child_env["BENCH_READY_DIR"] = str(ready_dir)
-    proc = subprocess.Popen(cmd, env=child_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    server = Server(proc, log_path, workers)
+    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), child_env.get("PYTHONPATH")]))
+    with open(server.log_path, "ab") as log:
+        server.proc = proc = subprocess.Popen(cmd, env=child_env, stdin=subprocess.DEVNULL, stdout=log,
+                                              stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {proc.returncode}:\n{server.log()[-3000:]}")
-            found = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", server.log())
-            if found and len(server.booted_pids()) >= workers:
-                server.url = found.group(1)
+                raise RuntimeError(f"{server.kind} exited with {proc.returncode}:\n{server.log()[-3000:]}")
+            found = re.search(listening, server.log())
+            if found and len(server.booted_pids()) >= server.workers:
+                server.url = found.group(1) if found.group(1).startswith("http") else "http://" + found.group(1)
                 break
             time.sleep(0.05)
         else:
-            raise RuntimeError(f"gunicorn did not start in {ready_timeout} s:\n{server.log()[-3000:]}")
-        server.worker_pids = server.booted_pids()[:workers]
-        # With --preload the app is built once, in the arbiter, before the fork.
-        _wait_for_workers(server, ready_dir, deadline, [proc.pid] if preload else server.worker_pids)
+            raise RuntimeError(f"{server.kind} did not start in {ready_timeout} s:\n{server.log()[-3000:]}")
+        server.worker_pids = server.booted_pids()[:server.workers]
+        _wait_for_workers(server, ready_dir, deadline, [proc.pid] if builders == "arbiter" else server.worker_pids)
         yield server
     finally:
         _stop(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @functools.cache
@@ -261,7 +327,7 @@ def _wait_for_workers(server: Server, ready_dir: Path, deadline: float, builders
     wanted = {str(pid) for pid in builders}
     while not wanted <= {p.name for p in ready_dir.iterdir()}:
         if time.monotonic() > deadline or server.proc.poll() is not None:
-            raise RuntimeError(f"the workers did not build the app:\n{server.log()[-3000:]}")
+            raise RuntimeError(f"{server.kind}: the workers did not build the app:\n{server.log()[-3000:]}")
         time.sleep(0.05)
     while True:
         try:
@@ -271,7 +337,7 @@ def _wait_for_workers(server: Server, ready_dir: Path, deadline: float, builders
         except requests.RequestException:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"gunicorn does not answer:\n{server.log()[-3000:]}")
+            raise RuntimeError(f"{server.kind} does not answer:\n{server.log()[-3000:]}")
         time.sleep(0.05)
 
 

@@ -6,7 +6,12 @@ What else happens is set per run, and can change while it runs:
 - ``mode``: ``"healthy"``, or ``"hang"``: accept, read the request and never
   answer (until the mode changes, the peer hangs up, or the fake stops), or
   ``"trickle"``: answer 200 with a long body and send it a byte every
-  ``trickle_every`` seconds (so that no read ever times out) until the same;
+  ``trickle_every`` seconds (so that no read ever times out) until the same, or
+  ``"trickle_head"``: the same with the status line and headers (a header that
+  never ends), or ``"continue"``: a ``100 Continue`` every ``trickle_every``
+  seconds, or ``"stall"``: like ``"hang"``, but when the mode changes the
+  request gets its answer (a stall eSputnik recovers from, not a dropped call);
+- ``slow_next``: the next N token requests are ``slow`` (below), whatever the rates;
 - ``latency``: seconds added to every answer;
 - ``rates``: the share of requests that get a fault instead of a token:
   ``delay`` (an extra ``uniform(0, delay_max)`` seconds, then a token),
@@ -62,7 +67,10 @@ DEFAULTS: dict[str, Any] = {
     "seed": 1,
     "trickle_every": 0.1,
     "slow_for": 1.5,
+    "slow_next": 0,
 }
+HOLDING = ("hang", "trickle", "trickle_head", "continue")  # modes that hold a request until the mode changes
+MODES = ("healthy", "stall", *HOLDING)
 _LINGER_RST = struct.pack("ii", 1, 0)
 
 
@@ -127,9 +135,13 @@ class _ApiHandler(BaseHTTPRequestHandler):
         fake._count_contact(body)
         outcome, arg = fake._draw()
         fake._count(outcome)
-        if outcome in ("hang", "trickle"):
+        if outcome in HOLDING:
             self._hang(fake, outcome)
             return
+        if outcome == "stall":
+            while fake.config["mode"] == "stall" and not fake._stopping.is_set():
+                time.sleep(0.01)
+            outcome = "ok"
         if fake.config["latency"]:
             time.sleep(fake.config["latency"])
         if outcome in ("delay", "slow"):
@@ -169,13 +181,24 @@ class _ApiHandler(BaseHTTPRequestHandler):
         with fake._lock:
             fake._hung += 1
         try:
+            # What goes out every trickle_every seconds: a byte of the body or of a header that never
+            # ends (after the status line and headers, a byte at a time), or a whole 100 Continue.
+            drip = {"trickle": b"x", "trickle_head": b"x", "continue": b"HTTP/1.1 100 Continue\r\n\r\n"}.get(mode)
             if mode == "trickle":
                 sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                              b"Content-Length: 100000\r\n\r\n{\"token\": \"")
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Drip: " if mode == "trickle_head" else b""
+            for i in range(len(head)):
+                if fake.config["mode"] != mode or fake._stopping.wait(fake.config["trickle_every"]):
+                    return
+                try:
+                    sock.sendall(head[i:i + 1])
+                except OSError:
+                    return
             while fake.config["mode"] == mode and not fake._stopping.is_set():
-                if mode == "trickle":
+                if drip is not None:
                     try:
-                        sock.sendall(b"x")
+                        sock.sendall(drip)
                     except OSError:
                         return  # the client gave up
                 readable, _, _ = select.select([sock], [], [], fake.config["trickle_every"])
@@ -299,8 +322,8 @@ class FakeEsputnik:
         unknown = set(changes) - set(DEFAULTS)
         if unknown:
             raise ValueError(f"unknown settings: {sorted(unknown)}")
-        if changes.get("mode", "healthy") not in ("healthy", "hang", "trickle"):
-            raise ValueError("mode is 'healthy', 'hang' or 'trickle'")
+        if changes.get("mode", "healthy") not in MODES:
+            raise ValueError(f"mode is one of {MODES}")
         rates = changes.get("rates", {})
         if set(rates) - set(FAULTS) or sum(rates.values()) > 1 or min(rates.values(), default=0) < 0:
             raise ValueError(f"rates are shares of {FAULTS} adding up to at most 1")
@@ -354,8 +377,12 @@ class FakeEsputnik:
     def _draw(self) -> tuple[str, Any]:
         """This request's outcome: ``ok``, ``hang`` or a fault, with its detail."""
         config = self.config
-        if config["mode"] in ("hang", "trickle"):
+        if config["mode"] != "healthy":
             return config["mode"], None
+        if config["slow_next"] > 0:
+            with self._lock:
+                self.config = {**self.config, "slow_next": self.config["slow_next"] - 1}
+            return "slow", config["slow_for"]
         rates = config["rates"]
         if not rates:
             return "ok", None
@@ -400,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (0: any free one)")
     parser.add_argument("--control-port", type=int, default=0, help="control port (0: any free one)")
-    parser.add_argument("--mode", choices=("healthy", "hang", "trickle"), default="healthy")
+    parser.add_argument("--mode", choices=MODES, default="healthy")
     parser.add_argument("--config", default="{}", help="JSON merged into the configuration")
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve the API over TLS")
     args = parser.parse_args(argv)

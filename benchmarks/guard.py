@@ -135,9 +135,11 @@ def parse_settings(pairs: list[str]) -> dict[str, Any]:
 
 
 def client_timeout(settings: dict[str, Any]) -> float:
-    """The endpoint's longest answer (every attempt times out, a second between attempts) + 2 s."""
-    retries, timeout = int(settings["APPINBOX_RETRIES"]), float(settings["APPINBOX_TIMEOUT"])
-    return (retries + 1) * timeout + retries * BACKOFF_MAX + 2
+    """The endpoint's longest answer (every attempt times out, a second between attempts) + 2 s.
+    ``APPINBOX_TIMEOUT``: a number or a (connect, read) pair."""
+    retries, timeout = int(settings["APPINBOX_RETRIES"]), settings["APPINBOX_TIMEOUT"]
+    per_attempt = sum(map(float, timeout)) if isinstance(timeout, (list, tuple)) else float(timeout)
+    return (retries + 1) * per_attempt + retries * BACKOFF_MAX + 2
 
 
 def fmt(x: float, digits: int = 2) -> str:

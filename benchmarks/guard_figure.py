@@ -17,13 +17,19 @@ APPINBOX_GUARD=False (retries alone), each measured the same way as
    when the answer came, and the attempts eSputnik received (its count polled every
    0.25 s). A backlog served after the outage shows as a burst of tokens and attempts.
 
-The figure has four panels: share served vs p; attempts per call vs p; the 5xx
-outage's timeline; the hang's. The figures are printed too. Every answer is held
-to the contract; exit status 1 when one is outside it or a worker crashed (the
+3. a hang at the defaults on sync workers (issue 22): gunicorn sync -w 3 with every
+   APPINBOX_* key at its default (and the same with APPINBOX_GUARD=False), ``hang.py``'s
+   load (token calls 3/s, the site's other pages 20/s, open loop): healthy 5 s, a hang
+   of 20 s, healthy 10 s. Per second, by when the calls were due: other pages answered
+   200 within 2 s, tokens, refusals.
+
+The figure has five panels: share served vs p; attempts per call vs p; the 5xx
+outage's timeline; the hang's; the hang at the defaults on sync workers. The figures
+are printed too. Every answer is held to the contract; exit status 1 when one is outside it or a worker crashed (the
 figure is still written).
 
-    python benchmarks/guard_figure.py            # about 8 minutes
-    python benchmarks/guard_figure.py --quick    # shorter runs, about 5 minutes
+    python benchmarks/guard_figure.py            # about 9 minutes
+    python benchmarks/guard_figure.py --quick    # shorter runs, about 6 minutes
 """
 from __future__ import annotations
 
@@ -38,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _harness as h  # noqa: E402
 import guard as g  # noqa: E402
+import hang as hg  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "_static" / "guard.png"
@@ -45,6 +52,7 @@ PHASES = (("healthy", 5.0), ("outage", 10.0), ("healthy", 5.0))
 OUTAGES = {"5xx": "every attempt a 5xx", "hang": "eSputnik hangs"}
 COLORS = {"on": "#1f6fb4", "off": "#d9731a"}
 LABELS = {"on": "guard on (default)", "off": "APPINBOX_GUARD = False"}
+SYNC_PHASES = (("healthy", 5.0), ("hang", 20.0), ("healthy", 10.0))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -155,15 +163,57 @@ def timeline(outage: str, variant: str, settings: dict[str, Any], args: argparse
     return {"tokens": tokens, "refusals": refusals, "attempts": attempts}
 
 
+def sync_hang(variant: str, settings: dict[str, Any], loads: h.LoadProcesses,
+              tally: Tally) -> dict[str, list[float]]:
+    """3: per second, by due time, through healthy, hang, healthy on gunicorn sync -w 3: other pages
+    answered 200 within 2 s, tokens and refusals."""
+    total = sum(seconds for _, seconds in SYNC_PHASES)
+    with h.fake_esputnik() as fake, \
+            h.gunicorn(h.appinbox_env(fake.api_url, **settings), workers=3, worker_class="sync") as server:
+        for calls in loads.run_open(*(hg.open_load(server, variant, kind, rate, 1.0)
+                                      for kind, rate in hg.RATES.items())).values():
+            tally.add(calls)  # warm-up
+        start = [0.0]
+
+        def during(start_at: float) -> None:
+            start[0] = start_at
+            at = start_at
+            for name, seconds in SYNC_PHASES:
+                g.sleep_until(at)
+                fake.configure(mode="hang" if name == "hang" else "healthy")
+                at += seconds
+
+        calls = loads.run_open(*(hg.open_load(server, variant, kind, rate, total) for kind, rate in hg.RATES.items()),
+                               during=during)
+        for some in calls.values():
+            tally.add(some)
+        tally.crashes += server.health()["crashes"]
+    out = {"pages": [0.0] * int(total), "tokens": [0.0] * int(total), "refusals": [0.0] * int(total)}
+    for kind, some in calls.items():
+        for c in some:
+            s = math.floor((c.due or c.start) - start[0])
+            if not 0 <= s < total:
+                continue
+            if kind.endswith("const"):
+                out["pages"][s] += c.status == 200 and c.start - (c.due or c.start) + c.latency <= hg.PROMPT
+            else:
+                out["tokens"][s] += c.status == 200
+                out["refusals"][s] += c.outcome in g.REFUSALS
+    for name, values in out.items():
+        print(f"  sync hang, guard {variant}, per second due: {name} " + " ".join(f"{x:.0f}" for x in values))
+    return out
+
+
 def draw(ps: list[float], sweeps: dict[str, dict[float, dict[str, float]]],
-         lines: dict[str, dict[str, dict[str, list[float]]]], args: argparse.Namespace) -> None:
+         lines: dict[str, dict[str, dict[str, list[float]]]], sync: dict[str, dict[str, list[float]]],
+         args: argparse.Namespace) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=(9.6, 8.8), dpi=110, layout="constrained")
-    grid = fig.add_gridspec(2, 2)
+    fig = plt.figure(figsize=(9.6, 12.4), dpi=110, layout="constrained")
+    grid = fig.add_gridspec(3, 2, height_ratios=(1, 1, 0.9))
     served, attempts = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
     for variant in ("off", "on"):
         style: dict[str, Any] = {"color": COLORS[variant], "marker": "o", "markersize": 4, "label": LABELS[variant]}
@@ -206,7 +256,31 @@ def draw(ps: list[float], sweeps: dict[str, dict[float, dict[str, float]]],
     assert first is not None
     first.set_ylim(bottom=0)
     handles, labels = first.get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncol=2, frameon=False)
+    first.legend(handles, labels, fontsize=7, loc="upper left", ncol=1, framealpha=0.8)
+
+    panel = fig.add_subplot(grid[2, :])
+    x = [s + 0.5 for s in range(len(sync["on"]["pages"]))]
+    for variant in ("off", "on"):
+        color, label, data = COLORS[variant], LABELS[variant], sync[variant]
+        panel.plot(x, data["pages"], color=color, linewidth=2, drawstyle="steps-mid",
+                   label=f"other pages answered within {hg.PROMPT:.0f} s, {label}")
+        panel.plot(x, data["tokens"], color=color, linewidth=1.2, linestyle=":", drawstyle="steps-mid",
+                   label=f"tokens, {label}")
+        panel.plot(x, data["refusals"], color=color, linewidth=1.5, linestyle="--", drawstyle="steps-mid",
+                   label=f"refusals, {label}")
+    at = 0.0
+    for name, seconds in SYNC_PHASES:
+        if name == "hang":
+            panel.axvspan(at, at + seconds, color="#c0392b", alpha=0.08)
+        panel.text(at + seconds / 2, 1.02, name, transform=panel.get_xaxis_transform(), ha="center", fontsize=8)
+        at += seconds
+    panel.set(xlabel="seconds (by when each call was due)", ylabel="per second", xlim=(0, at),
+              ylim=(0, hg.RATES["const"] + 2))
+    panel.set_title(f"eSputnik hangs for {SYNC_PHASES[1][1]:.0f} s, every APPINBOX_* key at its default: gunicorn "
+                    f"sync, 3 workers\n(other pages {hg.RATES['const']:.0f}/s, token calls "
+                    f"{hg.RATES['token']:.0f}/s, open loop)", fontsize=10, pad=16)
+    panel.grid(alpha=0.3)
+    panel.legend(fontsize=7, loc="center right", ncol=2, framealpha=0.8)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)
     plt.close(fig)
@@ -232,12 +306,17 @@ def main(argv: list[str] | None = None) -> int:
                 lines[outage][variant] = g.retried(
                     lambda: timeline(outage, variant, settings, args, loads, tally),  # noqa: B023
                     f"{outage} timeline {variant}")
+        sync: dict[str, dict[str, list[float]]] = {}
+        for variant, settings in {"on": {}, "off": dict(g.OFF)}.items():
+            print(f"== hang at the defaults on sync workers, guard {variant}", flush=True)
+            sync[variant] = g.retried(lambda: sync_hang(variant, settings, loads, tally),  # noqa: B023
+                                      f"sync hang {variant}")
     print("\n   p   served on  served off   attempts on  attempts off")
     for p in ps:
         on, off = sweeps["on"][p], sweeps["off"][p]
         print(f"  {p:.1f}  {on['served']:9.1%}  {off['served']:10.1%}  {on['attempts']:12.2f}  "
               f"{off['attempts']:12.2f}")
-    draw(ps, sweeps, lines, args)
+    draw(ps, sweeps, lines, sync, args)
     print(f"\nwrote {args.out}; {tally.calls} calls, {tally.problems} off-contract answers, "
           f"{tally.crashes} worker crashes; elapsed {time.monotonic() - started:.0f} s")
     return 0 if tally.problems == 0 and tally.crashes == 0 else 1
