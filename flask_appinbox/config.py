@@ -203,6 +203,8 @@ class _Checker:
         parts = urlsplit(value) if isinstance(value, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
             raise self.fail(key, f"must be an http(s) URL with a host and no query, such as {DEFAULT_API_URL!r}")
+        if parts.username is not None or parts.password is not None:  # the value is not echoed: it holds a password
+            raise self.fail(key, "must not hold credentials (user:password@): the API key is the credential")
         return str(value).rstrip("/")
 
     def script_url(self, key: str) -> str:

@@ -248,3 +248,29 @@ def test_switched_off_needs_no_account() -> None:
         from flask import render_template_string
 
         assert render_template_string("{{ appinbox_bell() }}{{ appinbox_script() }}") == ""
+
+
+# -- issue 24: no secret in any message, plain http warned ------------------------------------
+
+
+def test_credentials_in_the_api_url_are_refused_without_echoing_them() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        make_app({"APPINBOX_API_URL": "https://user:hunter2pass@esputnik.com/api"})
+    assert info.value.key == "APPINBOX_API_URL"
+    assert "hunter2pass" not in str(info.value) and "user:hunter" not in str(info.value)
+
+
+@pytest.mark.parametrize("url,warned", [
+    ("http://esputnik.example/api", True),
+    ("http://10.0.0.5:8080/api", True),
+    ("http://127.0.0.1:5000/api", False),
+    ("http://127.8.9.10/api", False),
+    ("http://[::1]:5000/api", False),
+    ("http://localhost:5000/api", False),
+    ("https://esputnik.example/api", False),
+])
+def test_plain_http_api_url_is_warned_unless_loopback(url: str, warned: bool,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    make_app({"APPINBOX_API_URL": url})
+    found = [r for r in caplog.records if "in clear" in r.getMessage()]
+    assert bool(found) is warned
