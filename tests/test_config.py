@@ -39,9 +39,14 @@ from flask_appinbox import ConfigurationError
     ("APPINBOX_SCRIPT_URL", "javascript:alert(1)"),
     ("APPINBOX_SCRIPT_URL", "//cdn.example/x.js"),
     ("APPINBOX_SCRIPT_URL", ""),
+    ("APPINBOX_SCRIPT_URL", "/\\evil.example/x.js"),
+    ("APPINBOX_SCRIPT_URL", "https://cdn.example\\@evil.example/x.js"),
     ("APPINBOX_URL_PREFIX", "appinbox"),
     ("APPINBOX_URL_PREFIX", "/app inbox"),
     ("APPINBOX_URL_PREFIX", None),
+    ("APPINBOX_URL_PREFIX", "/a/../b"),
+    ("APPINBOX_URL_PREFIX", "/.."),
+    ("APPINBOX_URL_PREFIX", "/./appinbox"),
     ("APPINBOX_TRUSTED_ORIGINS", "*"),
     ("APPINBOX_TRUSTED_ORIGINS", ["https://shop.example/path"]),
     ("APPINBOX_TRUSTED_ORIGINS", ["shop.example"]),
@@ -274,3 +279,23 @@ def test_plain_http_api_url_is_warned_unless_loopback(url: str, warned: bool,
     make_app({"APPINBOX_API_URL": url})
     found = [r for r in caplog.records if "in clear" in r.getMessage()]
     assert bool(found) is warned
+
+
+def test_bad_user_languages_cannot_silence_other_warnings(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
+    for i in range(1001):  # what snippet._language logs for each bad language a user sends
+        app.extensions["appinbox"].warn_once(f"language 'bad-{i}'", "language %r is not a two-letter code", i)
+    assert sum("is not a two-letter" in r.getMessage() for r in caplog.records) == 100  # capped, per kind
+    app.extensions["appinbox"].warn_once("no-contact", "another kind of warning")
+    assert "another kind of warning" in caplog.text
+
+
+@pytest.mark.parametrize("key", ["APPINBOX_SITE_ID", "APPINBOX_LANGUAGE", "APPINBOX_TRUSTED_ORIGINS",
+                                 "APPINBOX_URL_PREFIX", "APPINBOX_RECOMS", "APPINBOX_TIMEOUT", "APPINBOX_RETRIES",
+                                 "APPINBOX_API_URL", "APPINBOX_SCRIPT_URL", "APPINBOX_ENABLED"])
+@pytest.mark.parametrize("pasted", [lambda k: k, lambda k: [k]])
+def test_an_api_key_pasted_into_another_key_is_never_echoed(key: str, pasted: Any) -> None:
+    secret = "sk-live-pasted-9f8e7d6c5b4a"
+    with pytest.raises(ConfigurationError) as info:
+        make_app({key: pasted(secret)})
+    assert info.value.key == key
+    assert "pasted-9f8e" not in str(info.value) and "9f8e7d" not in str(info.value)
