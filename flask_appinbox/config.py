@@ -147,8 +147,10 @@ def _given(value: Any, key: str, required: bool, what: str, hint: str) -> Any:
 def check_api_key(value: Any, key: str = "APPINBOX_API_KEY", required: bool = True, hint: str = "") -> str | None:
     """A usable API key, or ``ConfigurationError`` (the value itself is never echoed: it is a secret)."""
     value = _given(value, key, required, "the eSputnik API key", hint)
-    if value is not None and (not isinstance(value, str) or value != value.strip() or not value.isprintable()):
-        raise ConfigurationError(key, "must be a non-empty string of printable characters without surrounding spaces")
+    if value is not None and (not isinstance(value, str) or value != value.strip() or not value.isprintable()
+                              or any(ord(ch) > 255 for ch in value)):  # HTTP Basic auth sends it as Latin-1
+        raise ConfigurationError(key, "must be a non-empty string of printable Latin-1 characters without "
+                                      "surrounding spaces")
     return value
 
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from flask import current_app, g, has_request_context, request
+from flask import current_app, has_request_context, request
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup, escape
 
@@ -62,7 +62,10 @@ def render_script(*, logged_in: bool, language: Any = None, recoms: Any = _UNSET
     if not flags:
         return ""
     root = request.script_root if in_request else ""
-    src = app_state.script_src(root, app_state.site_id() if in_request else None)
+    site_id = app_state.site_id() if in_request else s.site_id
+    if not (s.sandbox or isinstance(site_id, str)):
+        return ""  # outside a request, a per-request site ID cannot be known: nothing rather than a broken URL
+    src = app_state.script_src(root, site_id if isinstance(site_id, str) else None)
     nonce = _nonce(nonce) if in_request or nonce is not None else None
     if logged_in:
         callback = _CALLBACK % htmlsafe_json_dumps(root + app_state.token_path)
@@ -84,14 +87,14 @@ def appinbox_script(*, language: Any = None, recoms: Any = _UNSET, tracking: Any
     request (eSputnik wants ``init`` once per page).
     """
     in_request = has_request_context()
-    if in_request and g.get("_appinbox_script_rendered", False):
+    if in_request and request.environ.get("appinbox.script_rendered"):  # per request, not per app context
         log.warning("appinbox_script() called twice in one request; the second call renders nothing "
                     "(eSputnik's init must run once per page)")
         return Markup("")
     html = render_script(logged_in=in_request and logged_in_user() is not None, language=language,
                          recoms=recoms, tracking=tracking, nonce=nonce)
     if in_request and html:
-        g._appinbox_script_rendered = True
+        request.environ["appinbox.script_rendered"] = True
     return Markup(html)  # noqa: S704 - every value in it went through htmlsafe_json_dumps() or escape()
 
 

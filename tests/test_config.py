@@ -16,6 +16,7 @@ from flask_appinbox import ConfigurationError
     ("APPINBOX_API_KEY", " padded "),
     ("APPINBOX_API_KEY", "line\nbreak"),
     ("APPINBOX_API_KEY", ["x"]),
+    ("APPINBOX_API_KEY", "sk-\u20ac-euro-sign"),
     ("APPINBOX_SITE_ID", None),
     ("APPINBOX_SITE_ID", ""),
     ("APPINBOX_SITE_ID", "not-hex-zzzz"),

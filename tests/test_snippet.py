@@ -35,8 +35,11 @@ def test_outside_a_request_the_snippet_follows_enabled_and_asks_no_tenant() -> N
     app = make_app({"APPINBOX_API_KEY": lambda: request.headers["X-Key"],
                     "APPINBOX_SITE_ID": lambda: request.headers["X-Site"]})
     with app.app_context():
+        assert render_script(logged_in=True) == ""  # no request: no tenant's site ID, so nothing
+    with make_app().app_context():
         html = render_script(logged_in=True)
     assert html.startswith("<script>") and '"/appinbox/token"' in html
+    assert f"/scripts/{SITE_ID}.js" in html  # a fixed site ID is known outside a request
     with make_app({"APPINBOX_ENABLED": False}).app_context():
         assert render_script(logged_in=True) == ""
 
@@ -323,3 +326,12 @@ def test_rendered_javascript_runs(app: Flask) -> None:
     assert all(s["url"] == "/appinbox/token" and s["method"] == "POST" and s["credentials"] == "same-origin"
                for s in out["sent"])
     assert out["sent"][0]["headers"]["Content-Type"] == "application/json"
+
+
+def test_the_once_per_page_flag_is_per_request_not_per_app_context(app: Flask) -> None:
+    template = app.jinja_env.from_string("{{ appinbox_script() }}")
+    with app.app_context():
+        for _ in range(2):  # two requests inside one pushed app context: two pages
+            with app.test_request_context():
+                login_user(USERS["1"])
+                assert "eS('init'" in template.render()
