@@ -335,3 +335,29 @@ def test_the_once_per_page_flag_is_per_request_not_per_app_context(app: Flask) -
             with app.test_request_context():
                 login_user(USERS["1"])
                 assert "eS('init'" in template.render()
+
+
+def _boom() -> str:
+    raise RuntimeError("sk-live-in-the-message")
+
+
+@pytest.mark.parametrize("config,expected", [
+    ({"APPINBOX_SITE_ID": _boom, "APPINBOX_API_KEY": lambda: "sk-live-x"}, ""),
+    ({"APPINBOX_API_KEY": _boom}, ""),
+    ({"APPINBOX_API_KEY": lambda: " malformed key ", "APPINBOX_SITE_ID": lambda: SITE_ID}, ""),
+    ({"APPINBOX_SITE_ID": lambda: "sk-live-not-a-site-id", "APPINBOX_API_KEY": lambda: "sk-live-x"}, ""),
+    ({"APPINBOX_LANGUAGE": _boom}, 'language: "en"'),
+])
+def test_a_failing_per_request_callable_never_breaks_the_page(config: dict[str, Any], expected: str,
+                                                                caplog: Any) -> None:
+    app = make_app(config)
+    app.add_url_rule("/page", "page", lambda: render_template_string(
+        "<main>{{ appinbox_bell() }}{{ appinbox_script() }}</main>"))
+    client = app.test_client(user=USERS["1"])
+    for _ in range(2):
+        response = client.get("/page")
+        assert response.status_code == 200
+        html = response.get_data(as_text=True)
+        assert (expected in html) if expected else html == "<main></main>"
+    failed = [r for r in caplog.records if "per-request" in r.getMessage()]
+    assert len(failed) == 1 and "sk-live" not in caplog.text
