@@ -31,7 +31,17 @@ def normalize_language(value: object) -> str:
     """A language code or locale (``pt_BR``, ``pt-BR``) reduced to its ISO 639-1 code; else ``ValueError``."""
     if isinstance(value, str) and _LOCALE.fullmatch(value) and value[:2].lower() in ISO_639_1:
         return value[:2].lower()
-    raise ValueError(f"{value!r} is not a two-letter ISO 639-1 language code (or a locale such as 'pt_BR')")
+    raise ValueError(f"{masked(value)} is not a two-letter ISO 639-1 language code (or a locale such as 'pt_BR')")
+
+
+def masked(value: object) -> str:
+    """How a bad value is shown in an error: a short string by its first two characters and length, anything
+    else by its type, so that an API key pasted into the wrong key is never echoed."""
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters starting {value[:2]!r}" if len(value) > 2 else repr(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    return f"a {type(value).__name__}"
 
 
 def parse_origin(value: str) -> Origin | None:
@@ -137,8 +147,10 @@ def _given(value: Any, key: str, required: bool, what: str, hint: str) -> Any:
 def check_api_key(value: Any, key: str = "APPINBOX_API_KEY", required: bool = True, hint: str = "") -> str | None:
     """A usable API key, or ``ConfigurationError`` (the value itself is never echoed: it is a secret)."""
     value = _given(value, key, required, "the eSputnik API key", hint)
-    if value is not None and (not isinstance(value, str) or value != value.strip() or not value.isprintable()):
-        raise ConfigurationError(key, "must be a non-empty string of printable characters without surrounding spaces")
+    if value is not None and (not isinstance(value, str) or value != value.strip() or not value.isprintable()
+                              or any(ord(ch) > 255 for ch in value)):  # HTTP Basic auth sends it as Latin-1
+        raise ConfigurationError(key, "must be a non-empty string of printable Latin-1 characters without "
+                                      "surrounding spaces")
     return value
 
 
@@ -147,7 +159,7 @@ def check_site_id(value: Any, key: str = "APPINBOX_SITE_ID", required: bool = Tr
     value = _given(value, key, required, "the tracking script's ID from Settings > Web Tracking", hint)
     if value is not None and (not isinstance(value, str) or not re.fullmatch(r"[0-9A-Fa-f-]+", value)
                               or len(value.replace("-", "")) != 32):
-        raise ConfigurationError(key, f"must be 32 hexadecimal digits (dashes allowed), not {value!r}")
+        raise ConfigurationError(key, f"must be 32 hexadecimal digits (dashes allowed), not {masked(value)}")
     return value
 
 
@@ -168,7 +180,7 @@ class _Checker:
             value = _BOOLEANS.get(value.strip().lower(), value)
         if isinstance(value, int) and value in (0, 1):  # bool, or 1/0 from from_prefixed_env()
             return bool(value)
-        raise self.fail(key, f"must be {'None, ' if optional else ''}True or False, not {value!r}"
+        raise self.fail(key, f"must be {'None, ' if optional else ''}True or False, not {masked(value)}"
                         + _SHELL.format(key=key, python="True", env="true"))
 
     def number(self, key: str, low: float, high: float, above: bool = False, value: Any = None) -> float:
@@ -176,7 +188,7 @@ class _Checker:
         if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
                 or value < low or (above and value == low) or value > high):
             raise self.fail(key, f"must be a number of seconds {'above' if above else 'from'} {low} "
-                                 f"{'and at most' if above else 'to'} {high}, not {value!r}")
+                                 f"{'and at most' if above else 'to'} {high}, not {masked(value)}")
         return float(value)
 
     def timeout(self, key: str) -> tuple[float, float]:
@@ -194,7 +206,7 @@ class _Checker:
     def whole(self, key: str, low: int, high: int) -> int:
         value = self.config[key]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise self.fail(key, f"must be a whole number from {low} to {high}, not {value!r}")
+            raise self.fail(key, f"must be a whole number from {low} to {high}, not {masked(value)}")
         return value
 
     def account(self, key: str, check: Callable[..., str | None], required: bool) -> Any:
@@ -215,6 +227,8 @@ class _Checker:
         parts = urlsplit(value) if isinstance(value, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
             raise self.fail(key, f"must be an http(s) URL with a host and no query, such as {DEFAULT_API_URL!r}")
+        if parts.username is not None or parts.password is not None:  # the value is not echoed: it holds a password
+            raise self.fail(key, "must not hold credentials (user:password@): the API key is the credential")
         return str(value).rstrip("/")
 
     def script_url(self, key: str) -> str:
@@ -223,15 +237,18 @@ class _Checker:
             probe = urlsplit(value.format(site_id="0" * 32))
         except (AttributeError, KeyError, IndexError, ValueError):
             probe = urlsplit("//")
-        if not ((probe.scheme in ("http", "https") and probe.netloc) or (probe.path[:1] == "/" and not probe.netloc)):
-            raise self.fail(key, "must be an http(s) URL or a path starting with '/', in which '{site_id}' "
-                                 "is the only placeholder")
+        if "\\" in probe.geturl() or not ((probe.scheme in ("http", "https") and probe.netloc)
+                                           or (probe.path[:1] == "/" and not probe.netloc)):
+            raise self.fail(key, "must be an http(s) URL or a path starting with '/' (no backslash), in which "
+                                 "'{site_id}' is the only placeholder")
         return str(value)
 
     def prefix(self, key: str) -> str:
         value = self.config[key]
-        if not isinstance(value, str) or not re.fullmatch(r"/[A-Za-z0-9/_.~-]*", value):
-            raise self.fail(key, f"must be a path starting with '/', such as '/appinbox', not {value!r}")
+        if (not isinstance(value, str) or not re.fullmatch(r"/[A-Za-z0-9/_.~-]*", value)
+                or {".", ".."} & set(value.split("/"))):
+            raise self.fail(key, f"must be a path starting with '/' without '.' or '..' segments, such as "
+                                 f"'/appinbox', not {masked(value)}")
         return value.rstrip("/")
 
     def origins(self, key: str) -> frozenset[Origin]:
@@ -242,7 +259,7 @@ class _Checker:
             value, (list, tuple, set, frozenset)) else [None]
         if None in origins:
             raise self.fail(key, f"must be a list of origins (scheme, host and port only) such as "
-                                 f"['https://shop.example', 'http://localhost:5000'], not {value!r}")
+                                 f"['https://shop.example', 'http://localhost:5000'], not {masked(value)}")
         return frozenset(o for o in origins if o is not None)
 
     def strings(self, key: str) -> tuple[str, ...] | None:

@@ -1,11 +1,13 @@
 """``FlaskAppInbox``: ``init_app`` and the contact loader."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask
 from flask_login import user_logged_out
@@ -60,6 +62,9 @@ class FlaskAppInbox:
                 log.warning("the environment variable %s is not read: Flask's app.config.from_prefixed_env() reads "
                             "FLASK_%s", name, name)
         settings = load(app.config)
+        if _in_clear(settings.api_url) and not settings.sandbox:
+            log.warning("APPINBOX_API_URL is plain http to a host that is not this machine: the API key would travel "
+                        "in clear. Use https.")
         for key, near in unknown_keys(app.config):
             log.warning("%s is not a Flask-AppInbox setting: did you mean %s?", key, near)
         if settings.token_cache_ttl > 0 and settings.token_cache is None and _looks_multi_process():
@@ -74,6 +79,18 @@ class FlaskAppInbox:
         app.add_template_global(appinbox_bell)
         app.cli.add_command(appinbox_cli)
         user_logged_out.connect(_on_logout, app, weak=False)
+
+
+def _in_clear(url: str) -> bool:
+    """Whether ``url`` is plain http to a host other than a loopback one (127.0.0.0/8, ::1, localhost)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme != "http" or host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
 
 
 def _looks_multi_process() -> bool:

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from flask import current_app, g, has_request_context, request
+from flask import current_app, has_request_context, request
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup, escape
 
@@ -52,7 +52,7 @@ def render_script(*, logged_in: bool, language: Any = None, recoms: Any = _UNSET
     app_state = state()
     s = app_state.settings
     in_request = has_request_context()
-    if not (app_state.active() if in_request else s.enabled):
+    if not (_per_request(app_state.active) if in_request else s.enabled):
         return ""
     flags = {"APP_INBOX": True} if logged_in else {}
     for name, value in (("RECOMS", s.recoms if recoms is _UNSET else recoms),
@@ -62,7 +62,10 @@ def render_script(*, logged_in: bool, language: Any = None, recoms: Any = _UNSET
     if not flags:
         return ""
     root = request.script_root if in_request else ""
-    src = app_state.script_src(root, app_state.site_id() if in_request else None)
+    site_id = _per_request(app_state.site_id) if in_request else s.site_id
+    if not (s.sandbox or isinstance(site_id, str)):
+        return ""  # outside a request, a per-request site ID cannot be known: nothing rather than a broken URL
+    src = app_state.script_src(root, site_id if isinstance(site_id, str) else None)
     nonce = _nonce(nonce) if in_request or nonce is not None else None
     if logged_in:
         callback = _CALLBACK % htmlsafe_json_dumps(root + app_state.token_path)
@@ -84,14 +87,14 @@ def appinbox_script(*, language: Any = None, recoms: Any = _UNSET, tracking: Any
     request (eSputnik wants ``init`` once per page).
     """
     in_request = has_request_context()
-    if in_request and g.get("_appinbox_script_rendered", False):
+    if in_request and request.environ.get("appinbox.script_rendered"):  # per request, not per app context
         log.warning("appinbox_script() called twice in one request; the second call renders nothing "
                     "(eSputnik's init must run once per page)")
         return Markup("")
     html = render_script(logged_in=in_request and logged_in_user() is not None, language=language,
                          recoms=recoms, tracking=tracking, nonce=nonce)
     if in_request and html:
-        g._appinbox_script_rendered = True
+        request.environ["appinbox.script_rendered"] = True
     return Markup(html)  # noqa: S704 - every value in it went through htmlsafe_json_dumps() or escape()
 
 
@@ -103,7 +106,7 @@ def appinbox_bell(**attrs: Any) -> Markup:
     ``False``/``None`` -> left out), every value escaped.
     """
     app_state = state()
-    if not (app_state.active() if has_request_context() else app_state.settings.enabled):
+    if not (_per_request(app_state.active) if has_request_context() else app_state.settings.enabled):
         return Markup("")  # off, or off for this request's tenant
     merged: dict[str, Any] = {"id": "appinbox-bell"}
     for name, value in attrs.items():
@@ -114,6 +117,18 @@ def appinbox_bell(**attrs: Any) -> Markup:
     parts = "".join(f" {name}" if value is True else f' {name}="{escape(value)}"'
                     for name, value in merged.items() if value is not None and value is not False)
     return Markup(f"<div{parts}></div>")  # noqa: S704 - names checked, values escaped
+
+
+def _per_request(call: Callable[[], Any]) -> Any:
+    """``call()``, where a site's per-request callable (APPINBOX_API_KEY, _SITE_ID, _LANGUAGE) runs; when it
+    raises or returns a malformed value, ``None`` and a warning once per kind of error (its type only: the
+    message may hold a secret), so that the page still renders."""
+    try:
+        return call()
+    except Exception as exc:
+        state().warn_once(f"per-request {type(exc).__name__}", "a per-request APPINBOX_* callable failed (%s): "
+                          "the App Inbox snippet falls back for this page (logged once per kind)", type(exc).__name__)
+        return None
 
 
 def _nonce(nonce: str | Callable[[], str] | None) -> str | None:
@@ -139,7 +154,7 @@ def _language(language: Any) -> str:
 
         value = str(get_locale() or "en")
     if callable(value):
-        value = value()
+        value = _per_request(value)
     try:
         return normalize_language("en" if value is None else value)
     except ValueError:

@@ -95,7 +95,7 @@ class AppInboxState:
     def __init__(self, extension: FlaskAppInbox, app: Flask, settings: Settings) -> None:
         self.extension = extension
         self.settings = s = settings
-        self._warned: set[str] = set()
+        self._warned: dict[str, set[str]] = {}  # per kind (the first word), each capped: user input fills its own
         self.token_path = f"{s.url_prefix}/token"
         self.per_request = callable(s.api_key) or callable(s.site_id)  # tenants
         self.cache: Any = s.token_cache
@@ -122,9 +122,12 @@ class AppInboxState:
             self.client_for(self.api_key())  # built now, not on the first request
 
     def warn_once(self, what: str, message: str, *args: Any) -> None:
-        """Log a misconfiguration once per app (at most 1,000 of them), not on every request."""
-        if what not in self._warned and len(self._warned) < 1000:
-            self._warned.add(what)
+        """Log a misconfiguration once per app, not on every request; at most 100 per kind (the first word
+        of ``what``), so that values a user types (languages) cannot silence other warnings."""
+        kind = what.split(" ", 1)[0]  # "language 'xx'": one kind, many values
+        seen = self._warned.setdefault(kind, set())
+        if what not in seen and len(seen) < 100:
+            seen.add(what)
             log.warning(message, *args)
 
     # -- per request: which account --------------------------------------------------------

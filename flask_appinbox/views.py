@@ -20,13 +20,17 @@ bp = Blueprint("appinbox", __name__, template_folder="templates")
 MAX_BODY = 1024
 
 
-@bp.post("/token")
+@bp.route("/token", methods=["POST", "OPTIONS"])
 def token() -> Response:
     """A token for the logged-in user's contact; every answer JSON and ``no-store``.
 
     A failure to get one raises :class:`ContactNotFound` or an :class:`UpstreamError`:
     :func:`failure_answer` answers it unless the site has an ``errorhandler`` of its own.
     """
+    if request.method == "OPTIONS":  # Flask's automatic answer, but JSON and no-store like every other
+        response = answer(200, {})
+        response.headers["Allow"] = "OPTIONS, POST"
+        return response
     app_state = state()
     try:
         active = app_state.active()

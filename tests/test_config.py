@@ -16,6 +16,7 @@ from flask_appinbox import ConfigurationError
     ("APPINBOX_API_KEY", " padded "),
     ("APPINBOX_API_KEY", "line\nbreak"),
     ("APPINBOX_API_KEY", ["x"]),
+    ("APPINBOX_API_KEY", "sk-\u20ac-euro-sign"),
     ("APPINBOX_SITE_ID", None),
     ("APPINBOX_SITE_ID", ""),
     ("APPINBOX_SITE_ID", "not-hex-zzzz"),
@@ -39,9 +40,14 @@ from flask_appinbox import ConfigurationError
     ("APPINBOX_SCRIPT_URL", "javascript:alert(1)"),
     ("APPINBOX_SCRIPT_URL", "//cdn.example/x.js"),
     ("APPINBOX_SCRIPT_URL", ""),
+    ("APPINBOX_SCRIPT_URL", "/\\evil.example/x.js"),
+    ("APPINBOX_SCRIPT_URL", "https://cdn.example\\@evil.example/x.js"),
     ("APPINBOX_URL_PREFIX", "appinbox"),
     ("APPINBOX_URL_PREFIX", "/app inbox"),
     ("APPINBOX_URL_PREFIX", None),
+    ("APPINBOX_URL_PREFIX", "/a/../b"),
+    ("APPINBOX_URL_PREFIX", "/.."),
+    ("APPINBOX_URL_PREFIX", "/./appinbox"),
     ("APPINBOX_TRUSTED_ORIGINS", "*"),
     ("APPINBOX_TRUSTED_ORIGINS", ["https://shop.example/path"]),
     ("APPINBOX_TRUSTED_ORIGINS", ["shop.example"]),
@@ -252,3 +258,49 @@ def test_switched_off_needs_no_account() -> None:
         from flask import render_template_string
 
         assert render_template_string("{{ appinbox_bell() }}{{ appinbox_script() }}") == ""
+
+
+# -- issue 24: no secret in any message, plain http warned ------------------------------------
+
+
+def test_credentials_in_the_api_url_are_refused_without_echoing_them() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        make_app({"APPINBOX_API_URL": "https://user:hunter2pass@esputnik.com/api"})
+    assert info.value.key == "APPINBOX_API_URL"
+    assert "hunter2pass" not in str(info.value) and "user:hunter" not in str(info.value)
+
+
+@pytest.mark.parametrize("url,warned", [
+    ("http://esputnik.example/api", True),
+    ("http://10.0.0.5:8080/api", True),
+    ("http://127.0.0.1:5000/api", False),
+    ("http://127.8.9.10/api", False),
+    ("http://[::1]:5000/api", False),
+    ("http://localhost:5000/api", False),
+    ("https://esputnik.example/api", False),
+])
+def test_plain_http_api_url_is_warned_unless_loopback(url: str, warned: bool,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    make_app({"APPINBOX_API_URL": url})
+    found = [r for r in caplog.records if "in clear" in r.getMessage()]
+    assert bool(found) is warned
+
+
+def test_bad_user_languages_cannot_silence_other_warnings(app: Flask, caplog: pytest.LogCaptureFixture) -> None:
+    for i in range(1001):  # what snippet._language logs for each bad language a user sends
+        app.extensions["appinbox"].warn_once(f"language 'bad-{i}'", "language %r is not a two-letter code", i)
+    assert sum("is not a two-letter" in r.getMessage() for r in caplog.records) == 100  # capped, per kind
+    app.extensions["appinbox"].warn_once("no-contact", "another kind of warning")
+    assert "another kind of warning" in caplog.text
+
+
+@pytest.mark.parametrize("key", ["APPINBOX_SITE_ID", "APPINBOX_LANGUAGE", "APPINBOX_TRUSTED_ORIGINS",
+                                 "APPINBOX_URL_PREFIX", "APPINBOX_RECOMS", "APPINBOX_TIMEOUT", "APPINBOX_RETRIES",
+                                 "APPINBOX_API_URL", "APPINBOX_SCRIPT_URL", "APPINBOX_ENABLED"])
+@pytest.mark.parametrize("pasted", [lambda k: k, lambda k: [k]])
+def test_an_api_key_pasted_into_another_key_is_never_echoed(key: str, pasted: Any) -> None:
+    secret = "sk-live-pasted-9f8e7d6c5b4a"
+    with pytest.raises(ConfigurationError) as info:
+        make_app({key: pasted(secret)})
+    assert info.value.key == key
+    assert "pasted-9f8e" not in str(info.value) and "9f8e7d" not in str(info.value)

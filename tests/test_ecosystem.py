@@ -357,8 +357,7 @@ def test_tenant_with_a_malformed_key_is_503_not_500(upstream: responses.Requests
     assert "APPINBOX_API_KEY" in caplog.text and "bad key" not in caplog.text
     with app.test_request_context("/"):
         login_user(USERS["1"])
-        with pytest.raises(ConfigurationError):
-            render_template_string("{{ appinbox_script() }}")
+        assert render_template_string("{{ appinbox_script() }}") == ""  # the page renders (issue 24)
 
 
 # -- shared token caches ------------------------------------------------------------------------

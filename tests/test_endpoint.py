@@ -609,3 +609,10 @@ def test_without_a_handler_of_its_own_the_site_gets_the_contract_answer(upstream
     response = post(app.test_client(user=USERS["1"]))
     assert (response.status_code, response.json) == (502, {"error": "upstream_error"})
     assert_json_no_store(response)
+
+
+def test_options_is_json_and_no_store(anon: Any) -> None:
+    response = anon.options("/appinbox/token")
+    assert (response.status_code, response.mimetype, response.json) == (200, "application/json", {})
+    assert response.headers["Cache-Control"] == "no-store"
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"OPTIONS", "POST"}

@@ -380,3 +380,14 @@ def test_loader_builds_no_markup_from_strings() -> None:
 def test_the_sandbox_credential_is_random_per_app() -> None:
     keys = {make_app({"APPINBOX_SANDBOX": True}).extensions["appinbox_sandbox"].api_key for _ in range(3)}
     assert len(keys) == 3 and all(len(k) >= 32 for k in keys)
+
+
+def test_unused_tokens_are_bounded(app: Flask, alice: Any) -> None:
+    store = app.extensions["appinbox_sandbox"]
+    tokens = [token_for(alice, renew=True) for _ in range(50)]
+    assert len(store.tokens) == 10  # per contact: the newest ten
+    assert alice.get(f"{MESSAGES}/count", headers={"ES-TOKEN": tokens[-1]}).status_code == 200
+    assert alice.get(f"{MESSAGES}/count", headers={"ES-TOKEN": tokens[0]}).status_code == 401
+    for i in range(1200):
+        store.issue([f"user{i}@example.com"])
+    assert len(store.tokens) == 1000  # in all

@@ -35,8 +35,11 @@ def test_outside_a_request_the_snippet_follows_enabled_and_asks_no_tenant() -> N
     app = make_app({"APPINBOX_API_KEY": lambda: request.headers["X-Key"],
                     "APPINBOX_SITE_ID": lambda: request.headers["X-Site"]})
     with app.app_context():
+        assert render_script(logged_in=True) == ""  # no request: no tenant's site ID, so nothing
+    with make_app().app_context():
         html = render_script(logged_in=True)
     assert html.startswith("<script>") and '"/appinbox/token"' in html
+    assert f"/scripts/{SITE_ID}.js" in html  # a fixed site ID is known outside a request
     with make_app({"APPINBOX_ENABLED": False}).app_context():
         assert render_script(logged_in=True) == ""
 
@@ -323,3 +326,38 @@ def test_rendered_javascript_runs(app: Flask) -> None:
     assert all(s["url"] == "/appinbox/token" and s["method"] == "POST" and s["credentials"] == "same-origin"
                for s in out["sent"])
     assert out["sent"][0]["headers"]["Content-Type"] == "application/json"
+
+
+def test_the_once_per_page_flag_is_per_request_not_per_app_context(app: Flask) -> None:
+    template = app.jinja_env.from_string("{{ appinbox_script() }}")
+    with app.app_context():
+        for _ in range(2):  # two requests inside one pushed app context: two pages
+            with app.test_request_context():
+                login_user(USERS["1"])
+                assert "eS('init'" in template.render()
+
+
+def _boom() -> str:
+    raise RuntimeError("sk-live-in-the-message")
+
+
+@pytest.mark.parametrize("config,expected", [
+    ({"APPINBOX_SITE_ID": _boom, "APPINBOX_API_KEY": lambda: "sk-live-x"}, ""),
+    ({"APPINBOX_API_KEY": _boom}, ""),
+    ({"APPINBOX_API_KEY": lambda: " malformed key ", "APPINBOX_SITE_ID": lambda: SITE_ID}, ""),
+    ({"APPINBOX_SITE_ID": lambda: "sk-live-not-a-site-id", "APPINBOX_API_KEY": lambda: "sk-live-x"}, ""),
+    ({"APPINBOX_LANGUAGE": _boom}, 'language: "en"'),
+])
+def test_a_failing_per_request_callable_never_breaks_the_page(config: dict[str, Any], expected: str,
+                                                                caplog: Any) -> None:
+    app = make_app(config)
+    app.add_url_rule("/page", "page", lambda: render_template_string(
+        "<main>{{ appinbox_bell() }}{{ appinbox_script() }}</main>"))
+    client = app.test_client(user=USERS["1"])
+    for _ in range(2):
+        response = client.get("/page")
+        assert response.status_code == 200
+        html = response.get_data(as_text=True)
+        assert (expected in html) if expected else html == "<main></main>"
+    failed = [r for r in caplog.records if "per-request" in r.getMessage()]
+    assert len(failed) == 1 and "sk-live" not in caplog.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -17,6 +18,8 @@ _FIELDS = ("email", "phone", "externalCustomerId")
 MAX_TITLE, MAX_TEXT, MAX_LINK = 200, 2000, 2000
 #: Most messages one inbox keeps; the oldest go first.
 MAX_MESSAGES = 200
+#: Most unused tokens held, per contact and in all; the oldest are dropped (their page renews).
+MAX_TOKENS_PER_CONTACT, MAX_TOKENS = 10, 1000
 
 
 def identifiers(payload: Mapping[str, Any]) -> list[str]:
@@ -88,7 +91,7 @@ class SandboxStore:
         self.lock = threading.RLock()
         self.known = None if known is None else {_normalise(v) for v in known}
         self.created: set[str] = set()
-        self.tokens: dict[str, str] = {}
+        self.tokens: OrderedDict[str, str] = OrderedDict()  # oldest first, bounded
         self.token_requests = 0
         self.page = page
         self.aliases: dict[str, str] = {}
@@ -119,6 +122,10 @@ class SandboxStore:
                 self.aliases.setdefault(other, ids[0])
             token = "sbx_" + secrets.token_urlsafe(24)
             self.tokens[token] = ids[0]
+            for old in [t for t, k in self.tokens.items() if k == ids[0]][:-MAX_TOKENS_PER_CONTACT]:
+                del self.tokens[old]
+            while len(self.tokens) > MAX_TOKENS:
+                self.tokens.popitem(last=False)
             return token
 
     def redeem(self, token: str) -> str | None:
