@@ -30,6 +30,13 @@ def check(email: str | None, phone: str | None, external_id: str | None) -> None
     """
     app_state = state()
     s = app_state.settings
+    if app_state.unconfigured:
+        click.echo("error: App Inbox is off: none of APPINBOX_API_KEY, APPINBOX_SITE_ID and APPINBOX_SANDBOX is set "
+                   "(set the API key and the site ID, or APPINBOX_SANDBOX = True to try it)")
+        sys.exit(1)
+    if not app_state.enabled():
+        click.echo("error: App Inbox is switched off (APPINBOX_ENABLED is False)")
+        sys.exit(1)
     try:
         contact = Contact(email=email, phone=phone, external_customer_id=external_id)
     except (TypeError, ValueError) as exc:

@@ -89,12 +89,18 @@ DEFAULTS: dict[str, Any] = {f"APPINBOX_{f.name.upper()}": f.default for f in fie
 
 def load(config: MutableMapping[str, Any]) -> Settings:
     """Fill in the defaults, then check every key (``ConfigurationError`` names the first bad one)."""
+    switched_on = config.get("APPINBOX_ENABLED") is not None  # set by the site, not our default
     for key, default in DEFAULTS.items():
         config.setdefault(key, default)
     hints = unknown_keys(config)
-    c = _Checker(config, "".join(f" ({key} is not a known key: did you mean {near}?)" for key, near in hints))
+    # None means "not set": the default (a Config class's os.environ.get() gives None).
+    given = {key: default if config[key] is None else config[key] for key, default in DEFAULTS.items()}
+    c = _Checker(given, "".join(f" ({key} is not a known key: did you mean {near}?)" for key, near in hints))
     enabled, sandbox = c.flag("APPINBOX_ENABLED"), c.flag("APPINBOX_SANDBOX")
-    required = enabled and not sandbox  # switched off or on the sandbox: no account needed
+    # No account and no sandbox: off (with a warning, see init_app), unless the site switched it on itself.
+    # Half an account, or a malformed key, is an error whatever APPINBOX_ENABLED says.
+    account = any(given[key] not in (None, "") for key in ("APPINBOX_API_KEY", "APPINBOX_SITE_ID"))
+    required = not sandbox and (account or (enabled and switched_on))
     ttl = c.number("APPINBOX_TOKEN_CACHE_TTL", 0, 86400)
     return Settings(
         api_key=c.account("APPINBOX_API_KEY", check_api_key, required),
@@ -113,7 +119,7 @@ def load(config: MutableMapping[str, Any]) -> Settings:
         sandbox_contacts=c.strings("APPINBOX_SANDBOX_CONTACTS"),
         create_contacts=c.flag("APPINBOX_CREATE_CONTACTS"),
         guard=c.flag("APPINBOX_GUARD"),
-        max_concurrent=None if config["APPINBOX_MAX_CONCURRENT"] is None else c.whole("APPINBOX_MAX_CONCURRENT",
+        max_concurrent=None if given["APPINBOX_MAX_CONCURRENT"] is None else c.whole("APPINBOX_MAX_CONCURRENT",
                                                                                           1, 100_000),
         token_cache_ttl=ttl,
         token_cache=c.cache("APPINBOX_TOKEN_CACHE", ttl),
@@ -130,7 +136,18 @@ _SHELL = (" (in Python: app.config[{key!r}] = {python}; from the shell: export F
           "app.config.from_prefixed_env())")
 _TRY_SANDBOX = (". To try it without an account: app.config['APPINBOX_SANDBOX'] = True, or from the shell "
                 "export FLASK_APPINBOX_SANDBOX=true")
-_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+#: The spellings every boolean key accepts (any case, surrounding spaces ignored), besides True and False.
+BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
+def parse_bool(value: Any) -> bool:
+    """``True``/``False``, ``1``/``0``, or a string of :data:`BOOLEANS` (``"yes"``, ``"Off"``, ...);
+    else ``ValueError``."""
+    if isinstance(value, str):
+        value = BOOLEANS.get(value.strip().lower(), value)
+    if isinstance(value, int) and value in (0, 1):  # bool, or 1/0 from from_prefixed_env()
+        return bool(value)
+    raise ValueError(f"not a boolean: {type(value).__name__}")
 
 
 def _given(value: Any, key: str, required: bool, what: str, hint: str) -> Any:
@@ -176,12 +193,12 @@ class _Checker:
         value = self.config[key]
         if optional and value is None:
             return None
-        if isinstance(value, str):
-            value = _BOOLEANS.get(value.strip().lower(), value)
-        if isinstance(value, int) and value in (0, 1):  # bool, or 1/0 from from_prefixed_env()
-            return bool(value)
-        raise self.fail(key, f"must be {'None, ' if optional else ''}True or False, not {masked(value)}"
-                        + _SHELL.format(key=key, python="True", env="true"))
+        try:
+            return parse_bool(value)
+        except ValueError:
+            raise self.fail(key, f"must be {'None, ' if optional else ''}True or False (or one of "
+                            f"{', '.join(BOOLEANS)}), not {masked(value)}"
+                            + _SHELL.format(key=key, python="True", env="true")) from None
 
     def number(self, key: str, low: float, high: float, above: bool = False, value: Any = None) -> float:
         value = self.config[key] if value is None else value

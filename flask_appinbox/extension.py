@@ -72,7 +72,11 @@ class FlaskAppInbox:
                         "runs workers in several processes: a logout drops the user's token in the process that "
                         "handled it only. Set APPINBOX_TOKEN_CACHE to a shared cache such as "
                         "cachelib.RedisCache(...).")
-        app.extensions["appinbox"] = AppInboxState(self, app, settings)
+        app.extensions["appinbox"] = app_state = AppInboxState(self, app, settings)
+        if app_state.unconfigured and settings.enabled:
+            log.warning("Flask-AppInbox is off: none of APPINBOX_API_KEY, APPINBOX_SITE_ID and APPINBOX_SANDBOX is "
+                        "set. Set APPINBOX_API_KEY and APPINBOX_SITE_ID (or APPINBOX_SANDBOX = True to try it "
+                        "without an account); APPINBOX_ENABLED = False switches it off without this warning.")
         app.register_blueprint(bp, url_prefix=settings.url_prefix)
         app.register_error_handler(_Answer, failure_answer)  # a site's own handler is always more specific
         app.add_template_global(appinbox_script)

@@ -52,7 +52,7 @@ def render_script(*, logged_in: bool, language: Any = None, recoms: Any = _UNSET
     app_state = state()
     s = app_state.settings
     in_request = has_request_context()
-    if not (_per_request(app_state.active) if in_request else s.enabled):
+    if not (_per_request(app_state.active) if in_request else app_state.enabled()):
         return ""
     flags = {"APP_INBOX": True} if logged_in else {}
     for name, value in (("RECOMS", s.recoms if recoms is _UNSET else recoms),
@@ -106,7 +106,7 @@ def appinbox_bell(**attrs: Any) -> Markup:
     ``False``/``None`` -> left out), every value escaped.
     """
     app_state = state()
-    if not (_per_request(app_state.active) if has_request_context() else app_state.settings.enabled):
+    if not (_per_request(app_state.active) if has_request_context() else app_state.enabled()):
         return Markup("")  # off, or off for this request's tenant
     merged: dict[str, Any] = {"id": "appinbox-bell"}
     for name, value in attrs.items():

@@ -18,7 +18,7 @@ from flask_login import current_user
 
 from ._guard import Guard
 from .client import EsputnikClient, time_budget
-from .config import DEFAULT_PORTS, Settings, check_api_key, check_site_id, parse_origin
+from .config import DEFAULT_PORTS, Settings, check_api_key, check_site_id, parse_bool, parse_origin
 from .contact import Contact
 from .errors import ContactNotFound
 from .signals import contact_created, guard_closed, guard_opened
@@ -98,6 +98,8 @@ class AppInboxState:
         self._warned: dict[str, set[str]] = {}  # per kind (the first word), each capped: user input fills its own
         self.token_path = f"{s.url_prefix}/token"
         self.per_request = callable(s.api_key) or callable(s.site_id)  # tenants
+        #: No API key and no sandbox: off whatever APPINBOX_ENABLED says (init_app has warned).
+        self.unconfigured = s.api_key is None and not s.sandbox
         self.cache: Any = s.token_cache
         if self.cache is None and s.token_cache_ttl > 0:
             self.cache = SimpleCache(threshold=10_000)
@@ -141,9 +143,22 @@ class AppInboxState:
         value = self.settings.site_id
         return check_site_id(value(), required=False) if callable(value) else value
 
+    def enabled(self) -> bool:
+        """``APPINBOX_ENABLED`` as the app's config says now (a test may switch it after ``init_app``);
+        always ``False`` without an account or the sandbox."""
+        if self.unconfigured:
+            return False
+        value = current_app.config.get("APPINBOX_ENABLED")
+        try:
+            return self.settings.enabled if value is None else parse_bool(value)
+        except ValueError:
+            self.warn_once("enabled", "APPINBOX_ENABLED was changed to a value that is not a boolean; "
+                           "App Inbox keeps the value init_app read (%s)", self.settings.enabled)
+            return self.settings.enabled
+
     def active(self) -> bool:
         """Whether App Inbox serves this request: enabled, and (with tenants) configured for this one."""
-        if not self.settings.enabled:
+        if not self.enabled():
             return False
         if self.settings.sandbox or not self.per_request:
             return True  # a fixed key and site ID were checked by init_app

@@ -162,10 +162,11 @@ def test_a_token_is_good_for_one_message_call(app: Flask, alice: Any) -> None:
     token = token_for(alice)
     first = alice.get(f"{MESSAGES}/count", headers={"ES-TOKEN": token})
     assert (first.status_code, first.json) == (200, {"count": 2})
-    assert "ES-TOKEN" not in first.headers  # no successor: the next call needs a renewal
+    assert "ES-TOKEN" not in first.headers  # no successor: the next call needs a renewal,
+    assert first.headers["X-Sandbox-Token"] == "spent"  # and the answer says so (no 401 in a healthy page)
     again = alice.get(f"{MESSAGES}/count", headers={"ES-TOKEN": token})
     assert (again.status_code, again.json) == (401, {"error": "invalid_token"})
-    assert again.headers["Cache-Control"] == "no-store"
+    assert again.headers["Cache-Control"] == "no-store" and "X-Sandbox-Token" not in again.headers
     for headers in ({}, {"ES-TOKEN": ""}, {"ES-TOKEN": "sbx_made-up"}):
         assert alice.get(MESSAGES, headers=headers).status_code == 401
         assert alice.put(f"{MESSAGES}/status", json={"ids": [1], "status": "READ"},

@@ -67,8 +67,8 @@ _SEEDS = (
      "This bell is Flask-AppInbox's sandbox, a local stand-in for eSputnik: nothing here left your machine.",
      None, True),
     (timedelta(hours=1), "Your token was renewed",
-     "A sandbox token is good for one message call. The next call is refused with 401, and the script "
-     "asks your site for a new token with {\"renew\": true}.", None, False),
+     "A sandbox token is good for one message call, and the sandbox says so in its answer: before the "
+     "next call the script asks your site for a new token with {\"renew\": true}.", None, False),
     (timedelta(minutes=2), "Send yourself a message",
      "Add a message on the sandbox page and watch the unread count change.", "{page}", False),
 )

@@ -16,10 +16,11 @@ Under ``<prefix>/sandbox``:
     one. eSputnik serves these at ``/appinbox/v1/...``; here they sit beside the token API.
     Where the documentation is silent, the sandbox chooses:
 
-    - A token is good for one message call, whatever its outcome. eSputnik passes the next
-      token in an ``ES-TOKEN`` response header; the sandbox sends none, so every call after a
-      page's first goes through ``getAuthTokenCallback`` (``{"renew": true}``): the path eSputnik
-      takes when it invalidates a token.
+    - A token is good for one message call, whatever its outcome, and the answer says so with
+      ``X-Sandbox-Token: spent``. eSputnik passes the next token in an ``ES-TOKEN`` response
+      header; the sandbox sends none, so the script asks ``getAuthTokenCallback`` for a new one
+      (``{"renew": true}``) before each further call: the renewal path, exercised on every page
+      that makes more than one call, without a refused request in the browser's console.
     - ``GET messages?page=0&size=20`` (``size`` 1 to 100) answers
       ``{"messages": [...], "page": 0, "size": 20, "pages": 1, "total": 3}``, newest first; a
       message is ``{"id": int, "date": "<ISO 8601, UTC>", "title": str, "text": str,
@@ -44,6 +45,7 @@ from flask import (
     Response,
     abort,
     current_app,
+    g,
     redirect,
     render_template,
     request,
@@ -131,9 +133,20 @@ def loader() -> Response:
 
 
 def _redeem() -> str | None:
-    """The contact key of the request's ``ES-TOKEN``, which is spent."""
+    """The contact key of the request's ``ES-TOKEN``, which is spent (the answer says so)."""
     token = request.headers.get("ES-TOKEN", "").strip()
-    return store().redeem(token) if token else None
+    key = store().redeem(token) if token else None
+    g._appinbox_sandbox_token_spent = key is not None
+    return key
+
+
+@sandbox_bp.after_request
+def _say_spent(response: Response) -> Response:
+    """``X-Sandbox-Token: spent`` on every answer that used up a token: the script renews before its next
+    call instead of sending a spent token and being refused."""
+    if g.get("_appinbox_sandbox_token_spent"):
+        response.headers["X-Sandbox-Token"] = "spent"
+    return response
 
 
 def _invalid_token() -> Response:

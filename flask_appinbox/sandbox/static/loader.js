@@ -15,9 +15,16 @@
  * viewport, also while the window is resized (see Bell.prototype.place).
  *
  * Message calls carry the token in an ES-TOKEN header. eSputnik answers each
- * call with the next token in an ES-TOKEN header and the script uses it; the
- * sandbox sends none, so the next call is refused with 401 and the script
- * calls getAuthTokenCallback again (a renewal) and tries once more.
+ * call with the next token in an ES-TOKEN header and the script uses it. A
+ * sandbox token is good for one call, and the sandbox says so in each answer
+ * (X-Sandbox-Token: spent): the script then calls getAuthTokenCallback (a
+ * renewal, {"renew": true}) before its next call, so a healthy page sends no
+ * call that is refused. A token invalidated otherwise (a logout in another tab)
+ * is refused with 401; the script renews and tries once more.
+ *
+ * The widget's words follow init's language for the languages in LABELS;
+ * others get English. The messages themselves are the site's (the sandbox's
+ * demo messages are English).
  *
  * The DOM is built with createElement and textContent only, and styled through
  * element.style (CSSOM), which no Content-Security-Policy blocks.
@@ -40,6 +47,55 @@
   var PANEL_MIN_HEIGHT = 120; // px: shorter than this is no use, even if the viewport has less room
   var GAP = 8; // px between the bell and the panel
   var EDGE = 12; // px at least between the panel and the viewport's edges
+
+  // The widget's words in the languages the sandbox has; any other language gets English.
+  var LABELS = {
+    en: {
+      title: "Notifications",
+      loading: "Loading\u2026",
+      empty: "No messages yet.",
+      failed: "The messages cannot be loaded just now.",
+      open: "Open",
+      unread: "Notifications, {n} unread"
+    },
+    es: {
+      title: "Notificaciones",
+      loading: "Cargando\u2026",
+      empty: "A\u00fan no hay mensajes.",
+      failed: "Ahora no se pueden cargar los mensajes.",
+      open: "Abrir",
+      unread: "Notificaciones, {n} sin leer"
+    },
+    de: {
+      title: "Benachrichtigungen",
+      loading: "Wird geladen\u2026",
+      empty: "Noch keine Nachrichten.",
+      failed: "Die Nachrichten k\u00f6nnen gerade nicht geladen werden.",
+      open: "\u00d6ffnen",
+      unread: "Benachrichtigungen, {n} ungelesen"
+    },
+    fr: {
+      title: "Notifications",
+      loading: "Chargement\u2026",
+      empty: "Aucun message pour l\u2019instant.",
+      failed: "Les messages ne peuvent pas \u00eatre charg\u00e9s pour le moment.",
+      open: "Ouvrir",
+      unread: "Notifications, {n} non lues"
+    },
+    uk: {
+      title: "\u0421\u043f\u043e\u0432\u0456\u0449\u0435\u043d\u043d\u044f",
+      loading: "\u0417\u0430\u0432\u0430\u043d\u0442\u0430\u0436\u0435\u043d\u043d\u044f\u2026",
+      empty: "\u041f\u043e\u0432\u0456\u0434\u043e\u043c\u043b\u0435\u043d\u044c \u0449\u0435 \u043d\u0435\u043c\u0430\u0454.",
+      failed: "\u0417\u0430\u0440\u0430\u0437 \u043d\u0435 \u0432\u0434\u0430\u0454\u0442\u044c\u0441\u044f \u0437\u0430\u0432\u0430\u043d\u0442\u0430\u0436\u0438\u0442\u0438 \u043f\u043e\u0432\u0456\u0434\u043e\u043c\u043b\u0435\u043d\u043d\u044f.",
+      open: "\u0412\u0456\u0434\u043a\u0440\u0438\u0442\u0438",
+      unread: "\u0421\u043f\u043e\u0432\u0456\u0449\u0435\u043d\u043d\u044f, \u043d\u0435\u043f\u0440\u043e\u0447\u0438\u0442\u0430\u043d\u0438\u0445: {n}"
+    }
+  };
+
+  function label(language, name, count) {
+    var words = LABELS[String(language).slice(0, 2).toLowerCase()] || LABELS.en;
+    return words[name].replace("{n}", String(count));
+  }
 
   function css(element, properties) {
     for (var name in properties) {
@@ -104,6 +160,9 @@
         return fetch(API + path, init);
       }).then(function (response) {
         token = response.headers.get("ES-TOKEN") || token;
+        if (response.headers.get("X-Sandbox-Token") === "spent") {
+          token = null; // renew through getAuthTokenCallback before the next call
+        }
         if (response.status === 401) {
           token = null; // invalidated: renew through getAuthTokenCallback
           if (mayRenew) {
@@ -240,7 +299,7 @@
     panel.id = "appinbox-sandbox-panel";
     panel.setAttribute("data-appinbox", "panel");
     panel.setAttribute("role", "region");
-    panel.setAttribute("aria-label", "Notifications");
+    panel.setAttribute("aria-label", label(this.language, "title"));
     panel.lang = this.language;
     button.setAttribute("aria-controls", panel.id);
 
@@ -325,7 +384,7 @@
     }
     this.badge.textContent = count > 99 ? "99+" : String(count);
     this.badge.style.display = count ? "inline-block" : "none";
-    this.button.setAttribute("aria-label", count ? "Notifications, " + count + " unread" : "Notifications");
+    this.button.setAttribute("aria-label", label(this.language, count ? "unread" : "title", count));
   };
 
   Bell.prototype.show = function () {
@@ -334,10 +393,10 @@
     this.button.setAttribute("aria-expanded", "true");
     this.place();
     this.panel.style.display = "block";
-    this.fill([note("Loading…")]);
+    this.fill([note(label(bell.language, "loading"))]);
     this.client.call("GET", "?page=0&size=" + PAGE_SIZE).then(function (body) {
       var messages = body && Array.isArray(body.messages) ? body.messages : [];
-      bell.fill(messages.length ? [list(messages, bell.language)] : [note("No messages yet.")]);
+      bell.fill(messages.length ? [list(messages, bell.language)] : [note(label(bell.language, "empty"))]);
       var unread = messages.filter(function (m) {
         return m.status === "UNREAD";
       }).map(function (m) {
@@ -350,7 +409,7 @@
       }
     }).catch(function (error) {
       warn("cannot load the messages", error);
-      bell.fill([note("The messages cannot be loaded just now.")]);
+      bell.fill([note(label(bell.language, "failed"))]);
     });
   };
 
@@ -367,7 +426,7 @@
     }
     panel.appendChild(el("div", {
       padding: "12px 16px", fontWeight: "700", fontSize: "15px", borderBottom: "1px solid #e4e7eb"
-    }, "Notifications"));
+    }, label(this.language, "title")));
     children.forEach(function (child) {
       panel.appendChild(child);
     });
@@ -400,7 +459,7 @@
       var meta = el("div", {marginTop: "6px", fontSize: "12px", color: "#7b8794"}, when(message.date, language));
       var href = safeLink(message.link);
       if (href) {
-        var a = el("a", {marginLeft: "10px", color: "#2a6df4"}, "Open");
+        var a = el("a", {marginLeft: "10px", color: "#2a6df4"}, label(language, "open"));
         a.href = href;
         a.rel = "noopener noreferrer";
         meta.appendChild(a);
