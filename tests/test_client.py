@@ -561,7 +561,8 @@ def test_a_body_cut_short_is_an_upstream_error(serve: Callable[..., Upstream],
     server = serve(cut_body)
     client = make_client(server.url, timeout=1.0, retries=2)
     exc, _ = failure(lambda: client.contact_token(ALICE))
-    assert type(exc) is UpstreamError and "broke off" in str(exc)
+    # urllib3 2 reports the short body ("broke off"); 1.26 hands over the 10 bytes, which are not JSON.
+    assert type(exc) is UpstreamError and exc.status == 502
     assert server.requests == 1  # the answer had begun: not retried
 
 
