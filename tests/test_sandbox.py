@@ -14,6 +14,7 @@ from flask_login import UserMixin, logout_user
 
 from flask_appinbox import Contact
 from flask_appinbox.sandbox import SANDBOX_ORIGIN
+from flask_appinbox.sandbox.store import identifiers
 
 API = "/appinbox/sandbox/api"
 MESSAGES = f"{API}/v1/appinbox/messages"
@@ -142,7 +143,7 @@ def test_create_contacts_end_to_end(app: Flask, alice: Any) -> None:
     store = app.extensions["appinbox_sandbox"]
     response = alice.post("/appinbox/token", json={})
     assert response.status_code == 200 and response.json["token"].startswith("sbx_")
-    assert store.created == {"alice@example.com"}
+    assert store.created == {"email:alice@example.com"}
     assert store.token_requests == 2  # "" first, then a token after creating the contact
     assert token_for(alice, renew=True).startswith("sbx_")
     assert store.token_requests == 3  # known now: no second creation
@@ -247,12 +248,27 @@ def test_add_message(app: Flask) -> None:
             store.add_message(to, title, "", link)
 
 
-def test_an_external_id_reaches_the_inbox_of_its_contact(app: Flask) -> None:
+def test_inboxes_are_keyed_by_field_and_value(app: Flask) -> None:
+    """Alice's external id and Mallory's phone have the same digits: two contacts, two inboxes."""
     store = app.extensions["appinbox_sandbox"]
-    token = store.issue(["alice@example.com", "alice-1"])
-    store.add_message("alice-1", "By external id")
-    assert store.redeem(token) == "alice@example.com"
-    assert store.inbox("alice@example.com")[0].title == "By external id"
+    alice = store.issue(identifiers({"externalCustomerId": "380501234567"}))
+    mallory = store.issue(identifiers({"phone": "+380 50 123 45 67"}))
+    alice_key, mallory_key = store.redeem(alice), store.redeem(mallory)
+    assert alice_key != mallory_key
+    store.add_message(alice_key, "Alice's own note")
+    assert "Alice's own note" not in [m.title for m in store.inbox(mallory_key)]
+    assert store.inbox(alice_key)[0].title == "Alice's own note"
+
+
+def test_another_user_s_phone_in_a_profile_captures_no_inbox(app: Flask) -> None:
+    """Eve types Carol's phone into her own profile and asks for a token first: Carol's inbox stays Carol's."""
+    store = app.extensions["appinbox_sandbox"]
+    eve = store.redeem(store.issue(identifiers({"email": "eve@example.com", "phone": "+380671112233"})))
+    carol = store.redeem(store.issue(identifiers({"email": "carol@example.com", "phone": "+380671112233"})))
+    store.add_message(carol, "Carol's note to herself")
+    assert "Carol's note to herself" not in [m.title for m in store.inbox(eve)]
+    assert store.inbox(carol)[0].title == "Carol's note to herself"
+    assert (eve, carol) == ("email:eve@example.com", "email:carol@example.com")
 
 
 # -- the sandbox page --------------------------------------------------------------------------
@@ -310,7 +326,7 @@ def test_page_adds_a_message_from_this_site_only(app: Flask, alice: Any) -> None
     assert store.inbox("alice@example.com")[0].title == "<b>Hello</b>"
     page = alice.get(response.headers["Location"]).get_data(as_text=True)
     assert "Sent to alice@example.com" in page
-    assert "<td>alice@example.com</td><td>3</td><td>4</td>" in page
+    assert "<td>email:alice@example.com</td><td>3</td><td>4</td>" in page
 
     bad = alice.post("/appinbox/sandbox/", data={**form, "link": "javascript:alert(1)"},
                      headers={"Sec-Fetch-Site": "same-origin"})

@@ -14,7 +14,7 @@ from flask import Flask
 from flask_login import user_logged_out
 
 from .adapter import WSGIAdapter
-from .store import SandboxStore
+from .store import SandboxStore, identifiers
 from .views import sandbox_bp
 
 if TYPE_CHECKING:
@@ -48,6 +48,6 @@ def _spend_tokens(app: Flask, user: Any = None, **_: Any) -> None:
         contact = state.contact_for(user)
     except Exception:
         return
-    payload = contact.as_payload() if contact else {}
-    if payload:
-        sandbox.forget_contact(sandbox.key_for(next(iter(payload.values()))))
+    ids = identifiers(contact.as_payload()) if contact else []
+    if ids:
+        sandbox.forget_contact(ids[0])

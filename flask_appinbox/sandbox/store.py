@@ -23,20 +23,24 @@ MAX_TOKENS_PER_CONTACT, MAX_TOKENS = 10, 1000
 
 
 def identifiers(payload: Mapping[str, Any]) -> list[str]:
-    """The normalised identifiers of a contact payload (email, phone, external id), in that order."""
+    """The contact's identifiers, each its field and normalised value (``"phone:380501234567"``), in the
+    order email, phone, external id. Keyed by field, so that a phone and an external id with the same
+    digits are two contacts, not one."""
     contact = Contact.from_value({k: payload.get(k) for k in _FIELDS if payload.get(k) is not None})
-    return list(contact.as_payload().values()) if contact else []
+    return [f"{field}:{value}" for field, value in contact.as_payload().items()] if contact else []
 
 
-def _normalise(value: str) -> str:
+def keys_of(value: str) -> list[str]:
+    """Every identifier a bare email, phone or external id can be (an identifier stands for itself)."""
+    if value.partition(":")[0] in _FIELDS and identifiers({value.partition(":")[0]: value.partition(":")[2]}):
+        return [value]
+    found = []
     for field in _FIELDS:
         try:
-            found = identifiers({field: value})
+            found += identifiers({field: value})
         except (TypeError, ValueError):
             continue
-        if found:
-            return found[0]
-    return value.strip()
+    return found
 
 
 @dataclass
@@ -89,12 +93,11 @@ class SandboxStore:
         #: that nobody else can mint a token for a contact and read that inbox.
         self.api_key = secrets.token_urlsafe(32)
         self.lock = threading.RLock()
-        self.known = None if known is None else {_normalise(v) for v in known}
+        self.known = None if known is None else {key for v in known for key in keys_of(v)}
         self.created: set[str] = set()
         self.tokens: OrderedDict[str, str] = OrderedDict()  # oldest first, bounded
         self.token_requests = 0
         self.page = page
-        self.aliases: dict[str, str] = {}
         self.inboxes: dict[str, list[Message]] = {}
         self._ids = itertools.count(1)
 
@@ -118,8 +121,6 @@ class SandboxStore:
             self.token_requests += 1
             if not self.knows(ids):
                 return ""
-            for other in ids[1:]:
-                self.aliases.setdefault(other, ids[0])
             token = "sbx_" + secrets.token_urlsafe(24)
             self.tokens[token] = ids[0]
             for old in [t for t, k in self.tokens.items() if k == ids[0]][:-MAX_TOKENS_PER_CONTACT]:
@@ -140,15 +141,16 @@ class SandboxStore:
                 del self.tokens[token]
 
     def key_for(self, value: str) -> str:
-        """The inbox key of an email, phone or external id."""
-        normal = _normalise(value)
-        with self.lock:
-            return self.aliases.get(normal, normal)
+        """The inbox key of an identifier, or of a bare email, phone or external id (its first
+        reading: an email, else a phone, else an external id); ``""`` when it is none of them.
+        A contact's other identifiers never lead to its inbox: its first one is its key."""
+        return next(iter(keys_of(value)), "")
 
     # -- inboxes ------------------------------------------------------------------
 
     def inbox(self, key: str) -> list[Message]:
         """The contact's messages, newest first; seeded on first use. Hold the lock while using it."""
+        key = self.key_for(key) or key
         with self.lock:
             messages = self.inboxes.get(key)
             if messages is None:

@@ -56,7 +56,7 @@ from flask_login import login_required
 
 from ..state import answer, is_cross_site, logged_in_user, state
 from ..views import exempt_from_csrf
-from .store import MAX_LINK, MAX_TEXT, MAX_TITLE, SandboxStore, identifiers
+from .store import MAX_LINK, MAX_TEXT, MAX_TITLE, SandboxStore, identifiers, keys_of
 
 MAX_PAGE_SIZE = 100
 MAX_STATUS_IDS = 1000
@@ -209,13 +209,12 @@ def _from_this_site() -> bool:
 
 
 def _own_contact() -> str:
-    """The first identifier of the logged-in user's contact (``""`` when they have none)."""
+    """The inbox key of the logged-in user's contact: its first identifier (``""`` when they have none)."""
     try:
         contact = state().contact_for(logged_in_user())
     except Exception:
         return ""
-    payload = contact.as_payload() if contact else {}
-    return next(iter(payload.values()), "")
+    return next(iter(identifiers(contact.as_payload()) if contact else []), "")
 
 
 @sandbox_bp.route("/", methods=["GET", "POST"])
@@ -224,7 +223,7 @@ def page() -> Any:
     """The logged-in user's own inbox and a form that adds a message to it: nobody else's contact
     is shown or reachable, so a sandbox left on by mistake exposes no one."""
     own = _own_contact()
-    form = {"to": own, "title": "", "text": "", "link": ""}
+    form = {"to": own.partition(":")[2], "title": "", "text": "", "link": ""}
     error = None
     status = 200
     if request.method == "POST":
@@ -232,18 +231,18 @@ def page() -> Any:
             abort(403)
         form = {name: request.form.get(name, "") for name in form}
         try:
-            if not own or store().key_for(form["to"]) != store().key_for(own):
+            if not own or own not in keys_of(form["to"].strip()):
                 raise ValueError("the sandbox page sends messages to your own inbox only")
             store().add_message(own, form["title"], form["text"], form["link"] or None)
         except (TypeError, ValueError) as exc:
             error, status = str(exc), 400
         else:
             return redirect(url_for(".page", sent=1), code=303)
-    key = store().key_for(own) if own else ""
-    inboxes = [row for row in store().summary() if row[0] == key]
+    inboxes = [row for row in store().summary() if own and row[0] == own]
     nonce = current_app.jinja_env.globals.get("csp_nonce")
     html = render_template(
-        "appinbox_sandbox/page.html", form=form, error=error, sent=own if request.args.get("sent") else None,
+        "appinbox_sandbox/page.html", form=form, error=error,
+        sent=own.partition(":")[2] if request.args.get("sent") else None,
         inboxes=inboxes, nonce=nonce() if callable(nonce) else None,
         max_title=MAX_TITLE, max_text=MAX_TEXT, max_link=MAX_LINK,
     )
