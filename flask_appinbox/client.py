@@ -79,7 +79,8 @@ class EsputnikClient:
 
     ``timeout`` is requests' ``(connect, read)`` pair (a number: both). Failures that are cheap
     and safe to retry are retried ``retries`` times: a connection refused, reset or not made
-    within the connect timeout, and 502/503/504 answers, with urllib3's ``Retry`` counting and
+    within the connect timeout, an answer whose connection is reset or closed before its end,
+    and 502/503/504 answers, with urllib3's ``Retry`` counting and
     backing off (0, then 0.2 s, 0.4 s, ...). A read timeout is not retried: it would cost a whole
     timeout again, and eSputnik may already be working on the POST. Nor are 400/401/403 and 429.
     A retry starts only within one read timeout of the call's start. The body is read up to
@@ -190,6 +191,8 @@ class EsputnikClient:
                 # The message names the exception, never the key.
                 kind = UpstreamTimeout if isinstance(exc, requests.exceptions.ConnectTimeout) else UpstreamError
                 failure = _failed(kind, f"cannot reach eSputnik: {type(exc).__name__}", attempts)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:  # the answer's connection reset or closed
+                failure = _failed(UpstreamError, f"eSputnik's answer broke off: {type(exc).__name__}", attempts)
             if time.monotonic() + retry.get_backoff_time() - started >= self.timeout[1]:
                 raise failure  # only fast failures are retried
             try:
@@ -217,7 +220,8 @@ def _read(resp: requests.Response, deadline: float, attempts: int) -> bytes:
     """The body, at most 64 KiB, read as it arrives and cut at ``deadline`` (a trickled body included).
 
     ``read1`` (urllib3 2.2 and later) returns what has arrived; older urllib3 has ``read`` only,
-    which waits for the whole piece asked for, so there a trickled body is bounded per byte only."""
+    which waits for the whole piece asked for, so there a trickled body is bounded per byte only.
+    A reset or closed connection raises urllib3's or the socket's error, for the caller to retry."""
     chunks, size = [], 0
     read = getattr(resp.raw, "read1", resp.raw.read)
     try:
@@ -228,10 +232,10 @@ def _read(resp: requests.Response, deadline: float, attempts: int) -> bytes:
             if time.monotonic() > deadline:
                 raise _failed(UpstreamTimeout, "eSputnik's answer did not arrive within the time budget", attempts)
             chunks.append(chunk)
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        timed_out = isinstance(exc, (urllib3.exceptions.TimeoutError, TimeoutError))
-        raise _failed(UpstreamTimeout if timed_out else UpstreamError,
-                      f"eSputnik's answer broke off: {type(exc).__name__}", attempts) from None
+    except (urllib3.exceptions.TimeoutError, TimeoutError) as exc:  # not retried, as a read timeout
+        raise _failed(UpstreamTimeout, f"eSputnik's answer broke off: {type(exc).__name__}", attempts) from None
+    except urllib3.exceptions.DecodeError:
+        raise _failed(UpstreamError, "eSputnik's answer cannot be decoded", attempts, resp.status_code) from None
     return b"".join(chunks)
 
 
