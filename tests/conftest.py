@@ -102,7 +102,7 @@ def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        unavailable("Playwright is not installed (pip install -e '.[dev]')")
+        unavailable("Playwright is not installed (pip install -r tests/requirements.txt)")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

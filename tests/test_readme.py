@@ -56,6 +56,7 @@ def test_quickstart_gives_a_working_endpoint(monkeypatch: pytest.MonkeyPatch) ->
     assert esputnik.token_requests == [{"email": "alice@example.com", "externalCustomerId": "1"}]
 
 
+@pytest.mark.build  # a nested pytest: CI's own step
 def test_testing_your_app_passes_against_the_quickstart(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -55,7 +55,7 @@ def waitress(env: dict[str, str], threads: int, workdir: Path) -> Iterator[Waitr
 
 
 def test_waitress(tmp_path: Path) -> None:
-    pytest.importorskip("waitress")  # part of the dev extra
+    pytest.importorskip("waitress")  # in tests/requirements.txt
     with _harness.fake_esputnik(trickle_every=0.1) as fake, \
             waitress(settings(fake.api_url), threads=16, workdir=tmp_path) as server:
         faults(server.url, fake, "waitress")
@@ -64,7 +64,7 @@ def test_waitress(tmp_path: Path) -> None:
 
 
 def test_gunicorn_eventlet_worker() -> None:
-    pytest.importorskip("eventlet")  # part of the dev extra
+    pytest.importorskip("eventlet")  # in tests/requirements.txt
     with _harness.fake_esputnik(trickle_every=0.1) as fake, \
             _harness.gunicorn(settings(fake.api_url), workers=1, threads=100, worker_class="eventlet") as server:
         faults(server.url, fake, "gunicorn -k eventlet")
