@@ -46,6 +46,15 @@ def test_5xx_are_retried_as_documented(status: int, attempts: int) -> None:
     assert len(esputnik.token_requests) == attempts
 
 
+def test_a_refused_connection_is_retried_as_documented() -> None:
+    assert "a connection refused, reset or not made within the connect timeout" in confval("APPINBOX_RETRIES")
+    alice: Any = make_app({"APPINBOX_RETRIES": 2}).test_client(user=USERS["1"])
+    with FakeEsputnik() as esputnik:
+        esputnik.fault("connection")
+        assert alice.post("/appinbox/token").status_code == 502
+    assert len(esputnik.token_requests) == 3
+
+
 def test_a_read_timeout_is_not_retried_as_documented() -> None:
     assert "Never after a read timeout" in confval("APPINBOX_RETRIES")
     assert ":default: ``(1.0, 3.0)``" in (DOCS / "configuration.rst").read_text()
