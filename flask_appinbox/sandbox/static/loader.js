@@ -11,6 +11,7 @@
  *
  * The bell sits inline, on the line of what is next to it: a #appinbox-bell
  * that the site's CSS leaves a plain block is made inline-block (see inline()).
+ * It takes the colour of the text around it (a nav-link's on a dark navbar).
  * The list opens under the bell (over it in the corner) and is kept inside the
  * viewport, also while the window is resized (see Bell.prototype.place).
  *
@@ -263,10 +264,14 @@
     });
     root.setAttribute("data-appinbox", "root");
 
+    // Inline, the bell takes the colour of the text around it and a translucent grey on hover, which shows
+    // on a light and on a dark background alike; in the corner it is dark on a white disc.
+    var rest = corner ? "#ffffff" : "transparent";
+    var hover = corner ? "#eef2f7" : "rgba(127, 127, 127, 0.18)";
     var button = this.button = el("button", {
       position: "relative", display: "inline-flex", alignItems: "center", justifyContent: "center",
       verticalAlign: "top", width: "40px", height: "40px", padding: "0", border: "0", borderRadius: "50%",
-      cursor: "pointer", color: "#1f2933", background: corner ? "#ffffff" : "transparent",
+      cursor: "pointer", color: corner ? "#1f2933" : "inherit", background: rest,
       boxShadow: corner ? "0 4px 14px rgba(15, 23, 42, 0.18)" : "none"
     });
     button.type = "button";
@@ -275,10 +280,10 @@
     button.setAttribute("aria-expanded", "false");
     button.appendChild(bellIcon());
     button.addEventListener("mouseenter", function () {
-      button.style.background = "#eef2f7";
+      button.style.background = hover;
     });
     button.addEventListener("mouseleave", function () {
-      button.style.background = corner ? "#ffffff" : "transparent";
+      button.style.background = rest;
     });
 
     var badge = this.badge = el("span", {
