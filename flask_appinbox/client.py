@@ -221,7 +221,8 @@ def _read(resp: requests.Response, deadline: float, attempts: int) -> bytes:
 
     ``read1`` (urllib3 2.2 and later) returns what has arrived; older urllib3 has ``read`` only,
     which waits for the whole piece asked for, so there a trickled body is bounded per byte only.
-    A reset or closed connection raises urllib3's or the socket's error, for the caller to retry."""
+    A reset or closed connection raises urllib3's or the socket's error, for the caller to retry;
+    past ``deadline`` (older urllib3 read on until then) it is the budget's timeout."""
     chunks, size = [], 0
     read = getattr(resp.raw, "read1", resp.raw.read)
     try:
@@ -236,6 +237,11 @@ def _read(resp: requests.Response, deadline: float, attempts: int) -> bytes:
         raise _failed(UpstreamTimeout, f"eSputnik's answer broke off: {type(exc).__name__}", attempts) from None
     except urllib3.exceptions.DecodeError:
         raise _failed(UpstreamError, "eSputnik's answer cannot be decoded", attempts, resp.status_code) from None
+    except (urllib3.exceptions.HTTPError, OSError):
+        if time.monotonic() > deadline:  # a trickle that broke off after the budget: not a fast failure
+            raise _failed(UpstreamTimeout, "eSputnik's answer did not arrive within the time budget",
+                          attempts) from None
+        raise
     return b"".join(chunks)
 
 

@@ -51,6 +51,7 @@ ALICE = Contact(email="alice@example.com")
 TRICKLE_EVERY = 0.05  # seconds between two trickled bytes
 LIFETIME = 10.0  # the longest a hang or a trickle lasts: far beyond any budget here, so a test fails, never hangs
 URLLIB3_2 = int(urllib3.__version__.split(".")[0]) >= 2
+READ1 = hasattr(urllib3.response.HTTPResponse, "read1")  # urllib3 2.2 and later: a trickled body is cut at the budget
 
 
 # -- a real upstream on 127.0.0.1 -----------------------------------------------------------------
@@ -98,6 +99,18 @@ def trickle_body(server: Upstream, conn: socket.socket) -> bool:
     while not server.stopped.wait(TRICKLE_EVERY) and time.monotonic() < until:
         conn.sendall(b" ")
     return False
+
+
+def trickle_body_for(seconds: float) -> Action:
+    """Headers at once, then the body one byte per TRICKLE_EVERY for ``seconds``; then the connection closes,
+    short of the Content-Length."""
+    def act(server: Upstream, conn: socket.socket) -> bool:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n")
+        until = time.monotonic() + seconds
+        while not server.stopped.wait(TRICKLE_EVERY) and time.monotonic() < until:
+            conn.sendall(b" ")
+        return False
+    return act
 
 
 def cut_body(server: Upstream, conn: socket.socket) -> bool:
@@ -543,8 +556,30 @@ def test_a_trickled_body_is_cut_at_the_budget(serve: Callable[..., Upstream],
     assert type(exc) is UpstreamTimeout and exc.status == 504
     assert "time budget" in str(exc)
     # Each byte came well within the read timeout: only the call's budget ends the read (the trickle
-    # itself goes on for LIFETIME, and a read that outlived it would end "broke off").
+    # itself goes on for LIFETIME).
     assert elapsed > client.time_budget
+    if READ1:  # cut at the budget; older urllib3 reads on until the trickle ends (the next test)
+        assert elapsed < LIFETIME / 2
+    assert server.requests == 1
+    assert guard.outcomes == [(1, TIMEOUT)]
+
+
+def test_a_body_that_breaks_off_past_the_budget_is_a_timeout(serve: Callable[..., Upstream],
+                                                             make_client: Callable[..., EsputnikClient],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """urllib3 before 2.2 (no ``HTTPResponse.read1``: urllib3 2.1.0 is a common pin) reads a trickled body
+    until it ends. When the connection then closes short of its Content-Length, past the call's budget, the
+    answer is the budget's 504, not retried: not a 502 "broke off" (urllib3 2.0 and 2.1 raise then)."""
+    for cls in urllib3.response.HTTPResponse.__mro__:  # urllib3 < 2.2, on any urllib3
+        if "read1" in vars(cls):
+            monkeypatch.delattr(cls, "read1")
+    server = serve(trickle_body_for(1.0))
+    guard = RecordingGuard()
+    client = make_client(server.url, timeout=0.2, retries=1, guard=guard)
+    exc, elapsed = failure(lambda: client.contact_token(ALICE))
+    assert type(exc) is UpstreamTimeout and exc.status == 504
+    assert "time budget" in str(exc)
+    assert elapsed > 1.0 > client.time_budget  # read to the trickle's end, then the budget's answer
     assert server.requests == 1
     assert guard.outcomes == [(1, TIMEOUT)]
 
