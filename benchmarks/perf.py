@@ -151,7 +151,7 @@ def concurrent_first_calls(base: str, path: str, user: str, n: int) -> list[tupl
 def snippet_cost(api_url: str) -> dict[str, float]:
     """Microseconds per render: the snippet template, the same text as a constant, the bare call."""
     import _app
-    from flask import g
+    from flask import request
 
     from flask_appinbox import appinbox_script
 
@@ -165,19 +165,19 @@ def snippet_cost(api_url: str) -> dict[str, float]:
         empty = app.jinja_env.from_string("")
 
         def render_snippet() -> str:
-            g.pop("_appinbox_script_rendered", None)  # one snippet per request: start a new "request"
+            request.environ.pop("appinbox.script_rendered", None)  # one snippet per request: start a new "request"
             return snippet.render()
 
         def render_constant() -> str:
-            g.pop("_appinbox_script_rendered", None)
+            request.environ.pop("appinbox.script_rendered", None)
             return constant.render()
 
         def call_only() -> str:
-            g.pop("_appinbox_script_rendered", None)
+            request.environ.pop("appinbox.script_rendered", None)
             return str(appinbox_script())
 
         def render_empty() -> str:
-            g.pop("_appinbox_script_rendered", None)
+            request.environ.pop("appinbox.script_rendered", None)
             return empty.render()
 
         def per_render(fn: Any, number: int = 5000, repeat: int = 7) -> float:
