@@ -204,6 +204,17 @@ def sync_hang(variant: str, settings: dict[str, Any], loads: h.LoadProcesses,
     return out
 
 
+def mark_phases(axes: Any, phases: Any, shaded: str) -> float:
+    """Name each phase above ``axes`` and shade the ``shaded`` one; returns where the last one ends."""
+    at = 0.0
+    for name, seconds in phases:
+        if name == shaded:
+            axes.axvspan(at, at + seconds, color="#c0392b", alpha=0.08)
+        axes.text(at + seconds / 2, 1.02, name, transform=axes.get_xaxis_transform(), ha="center", fontsize=8)
+        at += seconds
+    return at
+
+
 def draw(ps: list[float], sweeps: dict[str, dict[float, dict[str, float]]],
          lines: dict[str, dict[str, dict[str, list[float]]]], sync: dict[str, dict[str, list[float]]],
          args: argparse.Namespace) -> None:
@@ -243,12 +254,7 @@ def draw(ps: list[float], sweeps: dict[str, dict[float, dict[str, float]]],
                       label=f"refusals/s, {label}")
             line.plot(x, data["attempts"], color=color, linewidth=1.2, linestyle=":", drawstyle="steps-mid",
                       label=f"upstream attempts/s, {label}")
-        at = 0.0
-        for name, seconds in PHASES:
-            if name == "outage":
-                line.axvspan(at, at + seconds, color="#c0392b", alpha=0.08)
-            line.text(at + seconds / 2, 1.02, name, transform=line.get_xaxis_transform(), ha="center", fontsize=8)
-            at += seconds
+        at = mark_phases(line, PHASES, "outage")
         line.set(xlabel="seconds (answers and attempts as they happened)", ylabel="per second", xlim=(0, at))
         line.set_title(f"{title} for 10 s ({args.rate:.0f} page views/s,\ngunicorn 2 workers × 4 threads)",
                        fontsize=10, pad=16)
@@ -268,12 +274,7 @@ def draw(ps: list[float], sweeps: dict[str, dict[float, dict[str, float]]],
                    label=f"tokens, {label}")
         panel.plot(x, data["refusals"], color=color, linewidth=1.5, linestyle="--", drawstyle="steps-mid",
                    label=f"refusals, {label}")
-    at = 0.0
-    for name, seconds in SYNC_PHASES:
-        if name == "hang":
-            panel.axvspan(at, at + seconds, color="#c0392b", alpha=0.08)
-        panel.text(at + seconds / 2, 1.02, name, transform=panel.get_xaxis_transform(), ha="center", fontsize=8)
-        at += seconds
+    at = mark_phases(panel, SYNC_PHASES, "hang")
     panel.set(xlabel="seconds (by when each call was due)", ylabel="per second", xlim=(0, at),
               ylim=(0, hg.RATES["const"] + 2))
     panel.set_title(f"eSputnik hangs for {SYNC_PHASES[1][1]:.0f} s, every APPINBOX_* key at its default: gunicorn "

@@ -92,15 +92,6 @@ def trickle_headers(count: int) -> Action:
     return act
 
 
-def trickle_body(server: Upstream, conn: socket.socket) -> bool:
-    """Headers at once, then the body one byte per TRICKLE_EVERY for as long as the test runs (LIFETIME at most)."""
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n")
-    until = time.monotonic() + LIFETIME
-    while not server.stopped.wait(TRICKLE_EVERY) and time.monotonic() < until:
-        conn.sendall(b" ")
-    return False
-
-
 def trickle_body_for(seconds: float) -> Action:
     """Headers at once, then the body one byte per TRICKLE_EVERY for ``seconds``; then the connection closes,
     short of the Content-Length."""
@@ -113,6 +104,9 @@ def trickle_body_for(seconds: float) -> Action:
     return act
 
 
+trickle_body = trickle_body_for(LIFETIME)  # for as long as the test runs
+
+
 def cut_body(server: Upstream, conn: socket.socket) -> bool:
     """Headers promising 100 bytes, 10 of them, then the connection closes."""
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"token\":")
@@ -121,13 +115,13 @@ def cut_body(server: Upstream, conn: socket.socket) -> bool:
 
 def reset_mid_answer(server: Upstream, conn: socket.socket) -> bool:
     """Headers promising 100 bytes, 10 of them, then a reset (RST)."""
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"token\":")
+    cut_body(server, conn)
     return reset(server, conn)
 
 
 def stall_body(server: Upstream, conn: socket.socket) -> bool:
     """Headers promising 100 bytes, 10 of them, then nothing."""
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"token\":")
+    cut_body(server, conn)
     return hang(server, conn)
 
 

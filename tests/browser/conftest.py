@@ -39,6 +39,16 @@ def add_login(app: Flask) -> Flask:
     return app
 
 
+def sandbox_app(**config: Any) -> Flask:
+    """A small site with Flask-Login (:func:`add_login`) and App Inbox on the sandbox; ``config`` on top."""
+    from flask_appinbox import FlaskAppInbox
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="test-secret", APPINBOX_SANDBOX=True, **config)
+    FlaskAppInbox(add_login(app))
+    return app
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, *args: Any, **kwargs: Any) -> None:
         pass

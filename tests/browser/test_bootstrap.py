@@ -13,9 +13,7 @@ import pytest
 from conftest import unavailable
 from flask import Flask, Response, abort, render_template_string
 
-from flask_appinbox import FlaskAppInbox
-
-from .conftest import ROOT, add_login
+from .conftest import ROOT, sandbox_app
 from .test_demo import BUTTON
 
 try:
@@ -53,10 +51,7 @@ def bootstrap_css() -> bytes:
 
 
 def make_app(bootstrap_css: bytes) -> Flask:
-    app = Flask(__name__)
-    app.config.update(SECRET_KEY="test-secret", APPINBOX_SANDBOX=True)
-    add_login(app)
-    FlaskAppInbox(app)
+    app = sandbox_app()
 
     @app.get("/")
     def index() -> str:

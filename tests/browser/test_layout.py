@@ -13,9 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask, abort, render_template_string
 
-from flask_appinbox import FlaskAppInbox
-
-from .conftest import add_login
+from .conftest import sandbox_app
 from .test_demo import BUTTON, MESSAGES, log_in
 
 try:
@@ -64,10 +62,7 @@ PAGE = """<!doctype html>
 
 
 def make_app() -> Flask:
-    app = Flask(__name__)
-    app.config.update(SECRET_KEY="test-secret", APPINBOX_SANDBOX=True)
-    add_login(app)
-    FlaskAppInbox(app)
+    app = sandbox_app()
 
     @app.get("/")
     def index() -> str:

@@ -8,9 +8,7 @@ from typing import Any
 import pytest
 from flask import Flask, render_template_string
 
-from flask_appinbox import FlaskAppInbox
-
-from .conftest import add_login
+from .conftest import sandbox_app
 
 try:
     from playwright.sync_api import expect
@@ -25,10 +23,7 @@ PANEL = "#appinbox-bell [data-appinbox=panel]"
 
 
 def sandbox_site(language: str) -> Flask:
-    app = Flask(__name__)
-    app.config.update(SECRET_KEY="browser", APPINBOX_SANDBOX="yes", APPINBOX_LANGUAGE=language)
-    add_login(app)
-    FlaskAppInbox(app)
+    app = sandbox_app(APPINBOX_SANDBOX="yes", APPINBOX_LANGUAGE=language)
     app.add_url_rule("/", "home", lambda: render_template_string(PAGE, lang=language))
     return app
 
