@@ -633,6 +633,15 @@ def test_a_body_that_stops_times_out(serve: Callable[..., Upstream],
     assert elapsed >= 0.2
 
 
+def test_a_body_that_cannot_be_decoded_is_an_answer_not_retried(serve: Callable[..., Upstream],
+                                                                 make_client: Callable[..., EsputnikClient]) -> None:
+    server = serve(answer(200, b"not gzip at all", {"Content-Encoding": "gzip"}))
+    client = make_client(server.url, timeout=1.0, retries=2)
+    exc, _ = failure(lambda: client.contact_token(ALICE))
+    assert type(exc) is UpstreamError and exc.status == 502 and "cannot be decoded" in str(exc)
+    assert server.requests == 1
+
+
 def test_a_body_over_64_kib_from_a_real_server(serve: Callable[..., Upstream],
                                                make_client: Callable[..., EsputnikClient]) -> None:
     server = serve(answer(200, b'{"token":"' + b"x" * MAX_BODY + b'"}'))
