@@ -44,7 +44,7 @@ def sandbox_app(**config: Any) -> Flask:
     from flask_appinbox import FlaskAppInbox
 
     app = Flask(__name__)
-    app.config.update(SECRET_KEY="test-secret", APPINBOX_SANDBOX=True, **config)
+    app.config.update({"SECRET_KEY": "test-secret", "APPINBOX_SANDBOX": True, **config})
     FlaskAppInbox(add_login(app))
     return app
 
